@@ -1,0 +1,1 @@
+"""One module per CLI command; each exposes ``run(spark, settings, run_date, **options)``."""

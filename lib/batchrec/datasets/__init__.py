@@ -1,0 +1,1 @@
+"""Datasets: schemas, readers, validation with a rejects table, training-data preparation, sample data."""

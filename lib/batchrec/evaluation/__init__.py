@@ -1,0 +1,1 @@
+"""Evaluation: hold-out protocols, ranking metrics, parameter search and reports."""

@@ -1,0 +1,1 @@
+"""Recipes: pure DataFrame-in, artifacts-out training, one module per recipe."""

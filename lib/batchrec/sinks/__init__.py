@@ -1,0 +1,1 @@
+"""Sinks: Delta tables and Personalize batch JSON lines."""

@@ -1,0 +1,153 @@
+"""The only SparkSession factory. Nothing here starts a JVM at import time.
+
+Two situations:
+
+* **Embedded** (``batchrec ...`` or ``python jobs/x.py``): we launch the JVM ourselves with the
+  configured master and memory, Delta's SQL extension and catalog, and delta-spark's jars resolved
+  by Spark's own package resolution from Maven Central into a writable Ivy cache. If that cannot
+  resolve (a proxy Ivy dislikes, a locked cache), we fall back to resolving the same jars with
+  Maven into ``<cache>/jars`` and pass them as plain jars.
+* **Under spark-submit** the JVM already exists and owns the configuration (``--packages``,
+  ``--conf``, master); we only get the session and set the Delta options that are session-level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from batchrec.config import SparkSettings
+from batchrec.errors import JobError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+CACHE_DIR_ENV = "BATCHREC_CACHE_DIR"
+# Set by spark-submit for the Python driver it launches: the JVM is already up.
+SPARK_SUBMIT_GATEWAY_ENV = "PYSPARK_GATEWAY_PORT"
+LOG4J_FILE = Path(__file__).with_name("log4j2.properties")
+
+
+def cache_dir() -> Path:
+    """Folder for resolved jars (Ivy and Maven fallback); ``$BATCHREC_CACHE_DIR`` or ~/.cache/batchrec."""
+    root = os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "batchrec")
+    return Path(root)
+
+
+def under_spark_submit() -> bool:
+    """True when this Python process was started by spark-submit (the JVM already exists)."""
+    return SPARK_SUBMIT_GATEWAY_ENV in os.environ
+
+
+def delta_coordinates() -> list[str]:
+    """Maven coordinates of the delta-spark jars matching the installed delta-spark wheel."""
+    from importlib.metadata import version
+
+    delta_version = version("delta-spark")
+    major_minor = tuple(int(p) for p in delta_version.split(".")[:2])
+    if major_minor >= (4, 1):
+        import pyspark
+
+        spark_mm = ".".join(pyspark.__version__.split(".")[:2])
+        artifact = f"delta-spark_{spark_mm}_2.13"
+    else:
+        artifact = "delta-spark_2.13" if major_minor >= (4, 0) else "delta-spark_2.12"
+    return [f"io.delta:{artifact}:{delta_version}", f"io.delta:delta-storage:{delta_version}"]
+
+
+def get_spark(settings: SparkSettings) -> "SparkSession":
+    """Return the SparkSession for this process, creating it if needed.
+
+    Args:
+        settings: master, memory, shuffle partitions, extra packages and conf for embedded runs.
+
+    Raises:
+        JobError: the JVM could not start (no Java 17, or the Delta jars could not be resolved).
+    """
+    from pyspark.sql import SparkSession
+
+    if under_spark_submit():
+        spark = SparkSession.builder.appName(settings.app_name).getOrCreate()
+    else:
+        try:
+            spark = _embedded_builder(settings, use_packages=True).getOrCreate()
+        except Exception as first:  # the JVM failed to start; most often package resolution
+            log.warning("Spark package resolution failed (%s); resolving jars with Maven", first)
+            jars = _maven_jars(list(settings.packages) + delta_coordinates())
+            try:
+                spark = _embedded_builder(settings, use_packages=False, jars=jars).getOrCreate()
+            except Exception as second:
+                raise JobError(
+                    f"could not start Spark with Delta ({second}); check that Java 17 is on PATH "
+                    f"and that Maven Central is reachable"
+                ) from second
+    spark.sparkContext.setLogLevel(settings.log_level)
+    return spark
+
+
+def _embedded_builder(settings: SparkSettings, use_packages: bool, jars: Optional[list[str]] = None):
+    from pyspark.sql import SparkSession
+
+    ivy = settings.ivy_dir or str(cache_dir() / "ivy")
+    java_opts = f"-Dlog4j.configurationFile=file:{LOG4J_FILE}"
+    builder = (
+        SparkSession.builder.master(settings.master)
+        .appName(settings.app_name)
+        .config("spark.driver.memory", settings.driver_memory)
+        .config("spark.driver.extraJavaOptions", java_opts)
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        .config("spark.sql.extensions", DELTA_EXTENSION)
+        .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.jars.ivy", ivy)
+    )
+    for key, value in settings.conf.items():
+        builder = builder.config(key, value)
+    if use_packages:
+        builder = builder.config(
+            "spark.jars.packages", ",".join(delta_coordinates() + list(settings.packages))
+        )
+    else:
+        builder = builder.config("spark.jars", ",".join(jars or []))
+    return builder
+
+
+def _maven_jars(coordinates: list[str]) -> list[str]:
+    """Resolve ``coordinates`` and their runtime dependencies with Maven into the cache folder."""
+    target = cache_dir() / "jars"
+    existing = sorted(str(p) for p in target.glob("*.jar")) if target.is_dir() else []
+    if existing:
+        return existing
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise JobError("Spark could not resolve the Delta jars and Maven (mvn) is not installed")
+    target.mkdir(parents=True, exist_ok=True)
+    deps = "".join(
+        "<dependency><groupId>{}</groupId><artifactId>{}</artifactId><version>{}</version>"
+        "</dependency>".format(*c.split(":"))
+        for c in coordinates
+    )
+    pom = (
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        "<groupId>batchrec</groupId><artifactId>jars</artifactId><version>1</version>"
+        f"<dependencies>{deps}</dependencies></project>"
+    )
+    (target / "pom.xml").write_text(pom)
+    # Scala and Spark come with pyspark; copying them again would put two versions on the classpath.
+    subprocess.run(
+        [mvn, "-q", "-f", str(target / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={target}", "-DincludeScope=runtime",
+         "-DexcludeGroupIds=org.scala-lang,org.apache.spark"],
+        check=True,
+    )
+    return sorted(str(p) for p in target.glob("*.jar"))

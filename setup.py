@@ -1,0 +1,37 @@
+"""Installs the ``batchrec`` package from lib/ and the ``batchrec`` console script."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "lib/batchrec/__init__.py").read_text()).group(1)
+
+# pyspark and delta-spark must be a matching pair: Delta's jars break across Spark patch releases.
+SPARK_PINS = ["pyspark==4.0.1", "delta-spark==4.0.1"]
+
+setup(
+    name="batchrec",
+    version=VERSION,
+    description="Batch recommendations and user segments on your own Spark, in Amazon Personalize's formats",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    package_data={"batchrec": ["log4j2.properties"]},
+    install_requires=SPARK_PINS + [
+        "pyarrow>=14",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "boto3>=1.28",
+        "click>=8.1",
+        "tomli>=2.0; python_version < '3.11'",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7"],
+        "report": ["matplotlib>=3.7"],
+    },
+    entry_points={"console_scripts": ["batchrec=batchrec.cli:entry_point"]},
+)
