@@ -60,6 +60,20 @@ class KeyValue(click.ParamType):
         return key.strip(), parse_literal(raw.strip())
 
 
+class Rename(click.ParamType):
+    """``SOURCE=TARGET``: a column of the input file and the dataset column it feeds."""
+
+    name = "SOURCE=TARGET"
+
+    def convert(self, value: Any, param, ctx) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        source, sep, target = str(value).partition("=")
+        if not sep or not source.strip() or not target.strip():
+            self.fail(f"{value!r} is not SOURCE=TARGET, e.g. userId=USER_ID", param, ctx)
+        return source.strip(), target.strip()
+
+
 def _common_options(func: Callable) -> Callable:
     """Options every job takes: run date, configuration layers, Spark master, log level."""
     options = [
@@ -89,6 +103,8 @@ def _dataset_options(required: bool) -> Callable:
                          show_default=True, help="Dataset format; auto reads it from the path."),
             click.option("--schema", "schemas", multiple=True, type=click.Path(path_type=Path),
                          help="Personalize Avro schema JSON for a dataset (repeatable)."),
+            click.option("--rename", "renames", multiple=True, type=Rename(),
+                         help="Rename a source column, e.g. userId=USER_ID (repeatable)."),
         ]
         for option in reversed(options):
             func = option(func)

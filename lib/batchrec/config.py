@@ -158,12 +158,14 @@ def section_types() -> dict[str, type]:
 def default_conf_dir() -> Optional[Path]:
     """Where ``base.toml`` and the environment overlays live.
 
-    ``$BATCHREC_CONF_DIR`` wins; else ``./conf`` when it holds ``base.toml``; else the repository's
-    ``conf/`` next to ``lib/`` (a source checkout or an editable install).
+    ``$BATCHREC_CONF_DIR`` wins; else ``./conf`` when it holds ``base.toml``; else the working
+    directory itself (spark-submit ``--files conf/base.toml`` in cluster mode puts it there); else
+    the repository's ``conf/`` next to ``lib/`` (a source checkout or an editable install).
     """
     if os.environ.get(CONF_DIR_ENV):
         return Path(os.environ[CONF_DIR_ENV])
-    for candidate in (Path.cwd() / "conf", Path(__file__).resolve().parents[2] / "conf"):
+    here = Path.cwd()
+    for candidate in (here / "conf", here, Path(__file__).resolve().parents[2] / "conf"):
         if (candidate / BASE_FILE).is_file():
             return candidate
     return None

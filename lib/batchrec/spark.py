@@ -13,6 +13,7 @@ Two situations:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -77,23 +78,49 @@ def get_spark(settings: SparkSettings) -> "SparkSession":
     if under_spark_submit():
         spark = SparkSession.builder.appName(settings.app_name).getOrCreate()
     else:
-        try:
-            spark = _embedded_builder(settings, use_packages=True).getOrCreate()
-        except Exception as first:  # the JVM failed to start; most often package resolution
-            log.warning("Spark package resolution failed (%s); resolving jars with Maven", first)
-            jars = _maven_jars(list(settings.packages) + delta_coordinates())
+        coordinates = delta_coordinates() + list(settings.packages)
+        manifest = _manifest_path(coordinates)
+        cached = _cached_jars(manifest)
+        if cached:
+            # Resolved before: skip Ivy (its report is noisy and it needs the network to check).
+            spark = _embedded_builder(settings, jars=cached).getOrCreate()
+        else:
             try:
-                spark = _embedded_builder(settings, use_packages=False, jars=jars).getOrCreate()
-            except Exception as second:
-                raise JobError(
-                    f"could not start Spark with Delta ({second}); check that Java 17 is on PATH "
-                    f"and that Maven Central is reachable"
-                ) from second
+                spark = _embedded_builder(settings, packages=coordinates).getOrCreate()
+                resolved = spark.conf.get("spark.jars", "")
+                if resolved:
+                    manifest.parent.mkdir(parents=True, exist_ok=True)
+                    manifest.write_text(resolved.replace(",", "\n"))
+            except Exception as first:  # the JVM failed to start; most often package resolution
+                log.warning("Spark package resolution failed (%s); resolving jars with Maven", first)
+                jars = _maven_jars(coordinates)
+                try:
+                    spark = _embedded_builder(settings, jars=jars).getOrCreate()
+                except Exception as second:
+                    raise JobError(
+                        f"could not start Spark with Delta ({second}); check that Java 17 is on "
+                        f"PATH and that Maven Central is reachable"
+                    ) from second
     spark.sparkContext.setLogLevel(settings.log_level)
     return spark
 
 
-def _embedded_builder(settings: SparkSettings, use_packages: bool, jars: Optional[list[str]] = None):
+def _manifest_path(coordinates: list[str]) -> Path:
+    digest = hashlib.sha1(",".join(sorted(coordinates)).encode()).hexdigest()[:12]
+    return cache_dir() / f"resolved-{digest}.txt"
+
+
+def _cached_jars(manifest: Path) -> list[str]:
+    """Jar paths recorded by an earlier successful resolution, if every one is still there."""
+    if not manifest.is_file():
+        return []
+    jars = [line.removeprefix("file://") for line in manifest.read_text().split() if line]
+    return jars if jars and all(os.path.isfile(j) for j in jars) else []
+
+
+def _embedded_builder(
+    settings: SparkSettings, packages: Optional[list[str]] = None, jars: Optional[list[str]] = None
+):
     from pyspark.sql import SparkSession
 
     ivy = settings.ivy_dir or str(cache_dir() / "ivy")
@@ -113,12 +140,10 @@ def _embedded_builder(settings: SparkSettings, use_packages: bool, jars: Optiona
     )
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
-    if use_packages:
-        builder = builder.config(
-            "spark.jars.packages", ",".join(delta_coordinates() + list(settings.packages))
-        )
-    else:
-        builder = builder.config("spark.jars", ",".join(jars or []))
+    if packages:
+        builder = builder.config("spark.jars.packages", ",".join(packages))
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
     return builder
 
 

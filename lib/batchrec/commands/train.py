@@ -1,0 +1,112 @@
+"""``batchrec train``: datasets -> prepared interactions -> recipe -> a new solution version.
+
+Steps: load and validate the datasets, apply the preparation rules and check Personalize's minimums
+on what is left, optionally search parameters (``--hpo``), train, optionally measure hold-out
+metrics (``--evaluate``), save the version, print its id and path (one line on stdout).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from typing import Any, Optional
+
+from batchrec import logs, registry
+from batchrec.datasets.prepare import select_events
+from batchrec.recipes import resolve_params, train_recipe
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "_checkpoints"
+
+
+def reference_time_for(run_date: Optional[dt.date]) -> Optional[int]:
+    """The end of ``run_date`` (next midnight, UTC) as epoch seconds; None without a run date."""
+    if run_date is None:
+        return None
+    end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc)
+    return int(end.timestamp())
+
+
+def run(
+    spark,
+    settings,
+    run_date: Optional[dt.date],
+    *,
+    interactions: str,
+    items: Optional[str] = None,
+    users: Optional[str] = None,
+    data_format: str = "auto",
+    schemas: tuple = (),
+    renames: tuple = (),
+    recipe: str,
+    solution: str,
+    params: tuple = (),
+    hpo: bool = False,
+    evaluate: bool = True,
+) -> registry.SolutionVersion:
+    """Train ``recipe`` on the datasets and save a new version under ``solution``.
+
+    Raises:
+        UsageError: an unknown recipe or parameter (checked before any data is read).
+        DataError: invalid datasets, or too little data left after preparation.
+        JobError: the version could not be written.
+    """
+    from batchrec.datasets.validation import check_minimums, load_datasets
+
+    given = dict(params)
+    resolve_params(recipe, settings, given)  # fail on a bad --param before reading any data
+    reference_time = reference_time_for(run_date)
+    datasets = load_datasets(
+        spark, settings, interactions, items=items, users=users, fmt=data_format, schemas=schemas,
+        renames=renames, run_date=run_date,
+    )
+    frame = datasets.interactions.persist()
+    try:
+        with logs.stage(log, "minimums") as info:
+            events = select_events(frame, settings.prepare, reference_time)
+            summary = check_minimums(events, settings.validation, context="after event filtering")
+            info["rows"] = summary.get("interactions", "?") if isinstance(summary, dict) else "?"
+
+        trials: list[dict] = []
+        if hpo:
+            from batchrec.evaluation.runner import search_parameters
+
+            with logs.stage(log, "hpo", recipe=recipe):
+                best, trials = search_parameters(spark, recipe, frame, settings, given)
+            given = {**given, **best}
+
+        checkpoint_dir = registry._join(solution, CHECKPOINTS_DIR, secrets.token_hex(4))
+        model = train_recipe(spark, recipe, frame, settings, given, items=datasets.items,
+                             reference_time=reference_time, checkpoint_dir=checkpoint_dir)
+        metrics: dict[str, Any] = {}
+        if evaluate:
+            from batchrec.evaluation.runner import holdout_metrics
+
+            with logs.stage(log, "evaluate", recipe=recipe):
+                metrics = holdout_metrics(spark, recipe, frame, settings, model.params)
+
+        metadata = {
+            "datasets": {"interactions": interactions, "items": items, "users": users,
+                         "format": data_format},
+            "metrics": metrics,
+            "run_date": run_date.isoformat() if run_date else None,
+            "hpo_trials": trials,
+            "prepare": _prepare_settings(settings),
+        }
+        with logs.stage(log, "save", solution=solution):
+            version = registry.save_version(spark, solution, model, metadata)
+        model.release()
+        if registry.exists(spark, checkpoint_dir):
+            registry.delete(spark, checkpoint_dir)
+    finally:
+        frame.unpersist()
+    print(f"{version.version} {version.path}")
+    return version
+
+
+def _prepare_settings(settings) -> dict:
+    from batchrec.config import settings_as_dict
+
+    return settings_as_dict(settings)["prepare"]

@@ -1,0 +1,115 @@
+"""user-personalization: Spark MLlib ALS on implicit feedback (Hu, Koren & Volinsky 2008).
+
+The prepared confidences are the implicit "ratings"; parameters keep MLlib's names (``rank``,
+``regParam``, ``alpha``, ``maxIter``, ``seed``, ``numUserBlocks``, ``numItemBlocks``,
+``checkpointInterval``, ``nonnegative``). Our defaults differ from MLlib's in two ways that matter
+for speed (see docs/bench-train.md):
+
+* ``numUserBlocks``/``numItemBlocks`` = 0 size the blocks to the cluster (default parallelism)
+  instead of MLlib's fixed 10: every block is a task in every half-iteration, and blocks beyond
+  the number of cores add shuffle and scheduling work without adding parallelism.
+* checkpointing is only switched on when the run is long enough to need it (``maxIter`` greater
+  than ``checkpointInterval``): it cuts the lineage that otherwise overflows the stack, at the cost
+  of writing the factors.
+
+We export the factors (``user_factors``/``item_factors``) and never call ``model.transform``:
+scoring is done by ``batchrec.scoring`` with numpy, so MLlib's cold-start strategy does not apply;
+users and items unknown to the model are handled by the ID maps' left joins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from batchrec.columns import CONFIDENCE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
+from batchrec.config import AlsSettings
+from batchrec.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+FEATURES = "features"
+PARAM_TYPES = {"rank": int, "regParam": float, "alpha": float, "maxIter": int, "seed": int,
+               "numUserBlocks": int, "numItemBlocks": int, "checkpointInterval": int, "nonnegative": bool}
+_MINIMUMS = {"rank": 1, "regParam": 0.0, "alpha": 0.0, "maxIter": 1, "numUserBlocks": 0,
+             "numItemBlocks": 0, "checkpointInterval": -1}
+
+
+def defaults(settings) -> dict:
+    """Parameters from the ``[als]`` settings."""
+    als: AlsSettings = settings.als
+    return {name: getattr(als, name) for name in PARAM_TYPES}
+
+
+def check(params: dict) -> None:
+    """Raises UsageError for a value below its minimum (e.g. ``rank=0``)."""
+    for name, minimum in _MINIMUMS.items():
+        if params[name] < minimum:
+            raise UsageError(f"parameter {name}={params[name]} for recipe user-personalization; "
+                             f"expected >= {minimum}")
+
+
+def block_counts(spark, params: dict) -> tuple[int, int]:
+    """The user and item block counts: the configured ones, or default parallelism for 0."""
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    return (params["numUserBlocks"] or cores, params["numItemBlocks"] or cores)
+
+
+def build_als(spark, params: dict):
+    """An MLlib ``ALS`` estimator over (user_idx, item_idx, confidence) for ``params``."""
+    from pyspark.ml.recommendation import ALS
+
+    user_blocks, item_blocks = block_counts(spark, params)
+    return ALS(
+        rank=params["rank"], maxIter=params["maxIter"], regParam=params["regParam"],
+        alpha=params["alpha"], seed=params["seed"], nonnegative=params["nonnegative"],
+        numUserBlocks=user_blocks, numItemBlocks=item_blocks,
+        checkpointInterval=params["checkpointInterval"], implicitPrefs=True,
+        userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=CONFIDENCE,
+    )
+
+
+def ratings(prepared: DataFrame, user_map: DataFrame, item_map: DataFrame) -> DataFrame:
+    """Prepared confidences with integer indexes: DataFrame[user_idx int, item_idx int, confidence float]."""
+    return (
+        prepared.join(user_map, USER_ID).join(item_map, ITEM_ID)
+        .select(USER_IDX, ITEM_IDX, F.col(CONFIDENCE).cast("float").alias(CONFIDENCE))
+    )
+
+
+def train(spark, data, params: dict) -> tuple[dict, dict]:
+    """Fit ALS; artifacts ``user_factors`` and ``item_factors`` (features array<float>)."""
+    _ensure_checkpoint_dir(spark, params, data.checkpoint_dir)
+    estimator = build_als(spark, params)
+    model = estimator.fit(ratings(data.prepared, data.user_map, data.item_map))
+    artifacts = {
+        "user_factors": model.userFactors.select(F.col("id").cast("int").alias(USER_IDX), FEATURES),
+        "item_factors": model.itemFactors.select(F.col("id").cast("int").alias(ITEM_IDX), FEATURES),
+    }
+    user_blocks, item_blocks = block_counts(spark, params)
+    return artifacts, {"numUserBlocks_used": user_blocks, "numItemBlocks_used": item_blocks}
+
+
+def _ensure_checkpoint_dir(spark, params: dict, checkpoint_dir) -> None:
+    """Give ALS a checkpoint directory when the run is long enough to checkpoint."""
+    interval, iterations = params["checkpointInterval"], params["maxIter"]
+    context = spark.sparkContext
+    if interval <= 0 or iterations <= interval or context.getCheckpointDir():
+        return
+    if checkpoint_dir is None and context.master.startswith("local"):
+        checkpoint_dir = tempfile.mkdtemp(prefix="batchrec-als-checkpoints-", dir=_local_tmp(spark))
+    if checkpoint_dir is None:
+        log.warning("maxIter=%d > checkpointInterval=%d but no checkpoint directory: ALS runs "
+                    "without checkpoints (a long lineage may overflow the stack)", iterations, interval)
+        return
+    log.info("ALS checkpoints go to %s", checkpoint_dir)
+    context.setCheckpointDir(checkpoint_dir)
+
+
+def _local_tmp(spark) -> str:
+    local_dir = spark.conf.get("spark.local.dir", None)
+    return local_dir.split(",")[0] if local_dir and os.path.isdir(local_dir.split(",")[0]) else None

@@ -1,0 +1,269 @@
+"""Solution versions: immutable trained models in a solution directory (local path or Hadoop URI).
+
+Layout::
+
+    <solution>/versions/<version>/artifacts/<name>/part-*.parquet
+    <solution>/versions/<version>/metadata.json
+    <solution>/versions/<version>/_COMPLETE          written last: a version without it is ignored
+
+Version ids sort by creation time (``20261122T101500123Z-3f9a``: UTC to the millisecond, then a
+random suffix). ``metadata.json`` records the recipe, parameters, datasets, data statistics,
+metrics, creation time, package version, and for each artifact its schema, row count and the size
+of every file, so a missing, truncated or overwritten file is reported by name before Spark reads it.
+
+Files are listed, read and written through the Hadoop FileSystem API of the session, so s3a://,
+hdfs:// and local paths behave alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Optional
+
+from pyspark.sql import DataFrame
+
+import batchrec
+from batchrec.errors import JobError
+
+log = logging.getLogger(__name__)
+
+VERSIONS_DIR = "versions"
+ARTIFACTS_DIR = "artifacts"
+METADATA_FILE = "metadata.json"
+COMPLETE_MARKER = "_COMPLETE"
+LATEST = "latest"
+
+# Artifact names (schemas in the module docstring of batchrec.recipes and the shared brief).
+USER_MAP = "user_map"
+ITEM_MAP = "item_map"
+USER_FACTORS = "user_factors"
+ITEM_FACTORS = "item_factors"
+POPULAR_ITEMS = "popular_items"
+TRENDING_ITEMS = "trending_items"
+ITEM_STATS = "item_stats"
+ARTIFACT_SCHEMAS = {
+    USER_MAP: "USER_ID string, user_idx int",
+    ITEM_MAP: "ITEM_ID string, item_idx int",
+    USER_FACTORS: "user_idx int, features array<float>",
+    ITEM_FACTORS: "item_idx int, features array<float>",
+    POPULAR_ITEMS: "ITEM_ID string, score double, rank int",
+    TRENDING_ITEMS: "ITEM_ID string, score double, rank int",
+    ITEM_STATS: "ITEM_ID string, item_idx int, n_interactions long, first_timestamp long, "
+                "creation_timestamp long",
+}
+# Small artifacts are written as one file: fewer objects to list and check on object stores.
+_SINGLE_FILE = {POPULAR_ITEMS, TRENDING_ITEMS}
+
+
+@dataclass(frozen=True)
+class SolutionVersion:
+    """One complete, immutable version of a solution."""
+
+    solution: str
+    version: str
+    path: str
+    recipe: str
+    metadata: dict
+
+
+def new_version_id(now: Optional[dt.datetime] = None) -> str:
+    """A version id that sorts by creation time, e.g. ``20261122T101500123Z-3f9a``."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(2)}"
+
+
+def save_version(spark, solution: str, model, metadata: dict) -> SolutionVersion:
+    """Write ``model``'s artifacts and metadata as a new version; the marker goes last.
+
+    Args:
+        spark: the SparkSession.
+        solution: the solution directory (created when missing).
+        model: a :class:`batchrec.recipes.TrainedModel`.
+        metadata: what the caller knows: ``datasets``, ``metrics`` (and anything else to keep).
+
+    Returns:
+        The new :class:`SolutionVersion`.
+    """
+    created = dt.datetime.now(dt.timezone.utc)
+    version = new_version_id(created)
+    path = _join(solution, VERSIONS_DIR, version)
+    artifacts = {}
+    for name in sorted(model.artifacts):
+        df = model.artifacts[name]
+        _check_schema(name, df)
+        target = _join(path, ARTIFACTS_DIR, name)
+        (df.coalesce(1) if name in _SINGLE_FILE else df).write.mode("errorifexists").parquet(target)
+        written = spark.read.parquet(target)
+        artifacts[name] = {
+            "schema": written.schema.simpleString(),
+            "rows": written.count(),
+            "files": {f: size for f, size in list_files(spark, target).items() if f.endswith(".parquet")},
+        }
+    full = {
+        **metadata,
+        "version": version,
+        "recipe": model.recipe,
+        "params": model.params,
+        "data_stats": model.stats,
+        "metrics": metadata.get("metrics", {}),
+        "created_at": created.isoformat(),
+        "package_version": batchrec.__version__,
+        "artifacts": artifacts,
+    }
+    write_text(spark, _join(path, METADATA_FILE), json.dumps(full, indent=2, sort_keys=True, default=str))
+    write_text(spark, _join(path, COMPLETE_MARKER), version + "\n")
+    log.info("saved solution version %s at %s", version, path)
+    return SolutionVersion(solution, version, path, model.recipe, full)
+
+
+def _check_schema(name: str, df: DataFrame) -> None:
+    """Refuse to save an artifact whose columns differ from the contract readers rely on."""
+    from pyspark.sql.types import _parse_datatype_string
+
+    expected = ARTIFACT_SCHEMAS.get(name)
+    if expected is None:
+        return
+    wanted = _parse_datatype_string(expected).simpleString()
+    if df.schema.simpleString() != wanted:
+        raise JobError(f"artifact {name} has schema {df.schema.simpleString()}; expected {wanted}")
+
+
+def list_versions(spark, solution: str) -> list[str]:
+    """Ids of the complete versions of ``solution``, oldest first.
+
+    Raises:
+        JobError: ``solution`` does not exist.
+    """
+    root = _join(solution, VERSIONS_DIR)
+    if not exists(spark, solution):
+        raise JobError(f"no solution at {solution}")
+    if not exists(spark, root):
+        return []
+    return sorted(v for v in list_dirs(spark, root) if exists(spark, _join(root, v, COMPLETE_MARKER)))
+
+
+def load_version(spark, solution: str, version: str = LATEST) -> SolutionVersion:
+    """Open a complete version (``latest`` = the newest complete one).
+
+    Raises:
+        JobError: the solution does not exist, has no complete version, the version is unknown or
+            incomplete (the message lists the available ones), or its metadata is unreadable.
+    """
+    available = list_versions(spark, solution)
+    if not available:
+        raise JobError(f"no complete solution version in {solution}; train one with batchrec train")
+    if version == LATEST:
+        version = available[-1]
+    elif version not in available:
+        raise JobError(f"solution version {version!r} not found (or incomplete) in {solution}; "
+                       f"available versions: {', '.join(available)}")
+    path = _join(solution, VERSIONS_DIR, version)
+    metadata_path = _join(path, METADATA_FILE)
+    try:
+        metadata = json.loads(read_text(spark, metadata_path))
+    except ValueError as exc:
+        raise JobError(f"corrupt solution metadata {metadata_path}: {exc}") from exc
+    if not isinstance(metadata, dict) or "recipe" not in metadata:
+        raise JobError(f"corrupt solution metadata {metadata_path}: no recipe recorded")
+    return SolutionVersion(solution, version, path, metadata["recipe"], metadata)
+
+
+def read_artifact(spark, version: SolutionVersion, name: str) -> DataFrame:
+    """Read one artifact of a version after checking its files against the metadata.
+
+    Raises:
+        JobError: the artifact is not part of the version, or a file is missing, has another size
+            than when it was written, or is not readable Parquet (the message names the file).
+    """
+    recorded = version.metadata.get("artifacts", {})
+    target = _join(version.path, ARTIFACTS_DIR, name)
+    if name not in recorded:
+        raise JobError(f"solution version {version.version} has no artifact {name!r} ({target}); "
+                       f"it has: {', '.join(sorted(recorded)) or 'none'}")
+    present = list_files(spark, target) if exists(spark, target) else {}
+    for file_name, size in sorted(recorded[name].get("files", {}).items()):
+        file_path = _join(target, file_name)
+        if file_name not in present:
+            raise JobError(f"artifact file missing: {file_path} (solution version {version.version})")
+        if present[file_name] != size:
+            raise JobError(f"corrupt artifact file {file_path}: {present[file_name]} bytes, "
+                           f"{size} when written (solution version {version.version})")
+    try:
+        df = spark.read.parquet(target)
+        df.schema  # noqa: B018 - forces the footer read so a bad file fails here
+    except Exception as exc:  # Spark raises AnalysisException or a Py4J error for unreadable Parquet
+        raise JobError(f"corrupt artifact {target}: {str(exc).splitlines()[0]}") from exc
+    return df
+
+
+def load_artifacts(spark, version: SolutionVersion) -> dict[str, DataFrame]:
+    """Every artifact of ``version`` by name (see :func:`read_artifact`)."""
+    return {name: read_artifact(spark, version, name) for name in sorted(version.metadata.get("artifacts", {}))}
+
+
+# --- a small Hadoop FileSystem helper: any URI the session can read (file:, hdfs:, s3a:, ...) ---
+
+
+def _join(*parts: str) -> str:
+    return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
+
+
+def _fs_path(spark, uri: str):
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+
+
+def exists(spark, uri: str) -> bool:
+    """True when ``uri`` is an existing file or directory."""
+    fs, path = _fs_path(spark, uri)
+    return bool(fs.exists(path))
+
+
+def list_dirs(spark, uri: str) -> list[str]:
+    """Names of the sub-directories of ``uri``."""
+    fs, path = _fs_path(spark, uri)
+    return sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())
+
+
+def list_files(spark, uri: str) -> dict[str, int]:
+    """``{name: size in bytes}`` of the files directly in ``uri``."""
+    fs, path = _fs_path(spark, uri)
+    return {s.getPath().getName(): int(s.getLen()) for s in fs.listStatus(path) if s.isFile()}
+
+
+def write_text(spark, uri: str, text: str) -> None:
+    """Create (or overwrite) the file ``uri`` with ``text`` in UTF-8."""
+    fs, path = _fs_path(spark, uri)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_text(spark, uri: str) -> str:
+    """The UTF-8 content of the file ``uri``.
+
+    Raises:
+        JobError: the file does not exist.
+    """
+    fs, path = _fs_path(spark, uri)
+    if not fs.exists(path):
+        raise JobError(f"file not found: {uri}")
+    stream = fs.open(path)
+    try:
+        data = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+    finally:
+        stream.close()
+    return bytes(data).decode("utf-8")
+
+
+def delete(spark, uri: str) -> None:
+    """Remove ``uri`` recursively (no error when it does not exist)."""
+    fs, path = _fs_path(spark, uri)
+    fs.delete(path, True)
