@@ -15,6 +15,7 @@ import pytest
 
 from batchrec import columns as C
 from batchrec.datasets import generate as G
+from batchrec.datasets.schema import load_personalize_schema
 from batchrec.errors import UsageError
 
 N_USERS, N_ITEMS, N_INTERACTIONS, CLUSTERS, SEED = 200, 50, 5000, 5, 42
@@ -26,6 +27,7 @@ START_TS = END_TS + 1 - SPAN_DAYS * 86_400
 INTERACTION_COLUMNS = [C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.EVENT_VALUE, C.TIMESTAMP]
 ITEM_COLUMNS = [C.ITEM_ID, "CATEGORY", "PRICE", C.CREATION_TIMESTAMP]
 USER_COLUMNS = [C.USER_ID, "AGE", "TIER"]
+SMALL_INTERACTIONS = 300
 
 
 def _generate(spark, seed=SEED, **kwargs):
@@ -84,7 +86,8 @@ def test_counts_columns_and_id_ranges(spark, rows):
     assert data["interactions"].columns == INTERACTION_COLUMNS
     assert data["items"].columns == ITEM_COLUMNS
     assert data["users"].columns == USER_COLUMNS
-    assert (len(rows["interactions"]), len(rows["items"]), len(rows["users"])) == (N_INTERACTIONS, N_ITEMS, N_USERS)
+    sizes = (len(rows["interactions"]), len(rows["items"]), len(rows["users"]))
+    assert sizes == (N_INTERACTIONS, N_ITEMS, N_USERS)
     # The items and users datasets hold every ID of the range exactly once.
     assert sorted(r[0] for r in rows["items"]) == sorted(f"i{n}" for n in range(N_ITEMS))
     assert sorted(r[0] for r in rows["users"]) == sorted(f"u{n}" for n in range(N_USERS))
@@ -184,8 +187,20 @@ def test_item_and_user_metadata(rows):
 @pytest.mark.parametrize("field, value", [("n_users", 0), ("n_items", -1), ("n_interactions", 0),
                                           ("span_days", 0), ("clusters", 0)])
 def test_out_of_range_arguments_are_usage_errors(spark, field, value):
-    with pytest.raises(UsageError, match=rf"{field}={value} is out of range; expected an integer from 1"):
+    expected = rf"{field}={value} is out of range; expected an integer from 1"
+    with pytest.raises(UsageError, match=expected):
         _generate(spark, **{field: value})
+
+
+def test_in_cluster_probability_must_be_a_probability(spark):
+    with pytest.raises(UsageError, match=r"in_cluster_probability=1.5; expected 0 to 1"):
+        _generate(spark, in_cluster_probability=1.5)
+    with pytest.raises(UsageError, match=r"seed=18446744073709551616; expected a 64-bit signed integer"):
+        _generate(spark, seed=2**64)
+
+
+def _small(spark, seed=SEED):
+    return _generate(spark, seed=seed, n_users=30, n_items=10, n_interactions=SMALL_INTERACTIONS)
 
 
 def _part_bytes(folder: Path) -> bytes:
@@ -194,9 +209,9 @@ def _part_bytes(folder: Path) -> bytes:
 
 def test_write_csv_readable_with_header_and_schemas(spark, tmp_path):
     out = tmp_path / "data"
-    written = G.write_datasets(_generate(spark), str(out))
-    for kind, columns, count in (("interactions", INTERACTION_COLUMNS, N_INTERACTIONS),
-                                 ("items", ITEM_COLUMNS, N_ITEMS), ("users", USER_COLUMNS, N_USERS)):
+    written = G.write_datasets(_small(spark), str(out))
+    for kind, columns, count in (("interactions", INTERACTION_COLUMNS, SMALL_INTERACTIONS),
+                                 ("items", ITEM_COLUMNS, 10), ("users", USER_COLUMNS, 30)):
         assert written[kind] == str(out / kind)
         first = sorted((out / kind).glob("part-*.csv"))[0].read_text().splitlines()[0]
         assert first == ",".join(columns)
@@ -206,6 +221,8 @@ def test_write_csv_readable_with_header_and_schemas(spark, tmp_path):
         assert schema["name"] == kind.capitalize()
         assert schema["namespace"] == "com.amazonaws.personalize.schema"
         assert [f["name"] for f in schema["fields"]] == columns
+        parsed = load_personalize_schema(out / "schemas" / f"{kind}.json")
+        assert (parsed.kind, parsed.names) == (kind, tuple(columns))
     assert sorted(p.name for p in out.iterdir()) == ["interactions", "items", "schemas", "users"]
     line = (out / "interactions").glob("part-*.csv").__next__().read_text().splitlines()[1]
     assert re.fullmatch(r"u\d+,i\d+,(view|click|cart|purchase),[1-5]\.0,\d{10}", line), line
@@ -213,21 +230,26 @@ def test_write_csv_readable_with_header_and_schemas(spark, tmp_path):
 
 def test_rerun_replaces_output_and_is_byte_identical(spark, tmp_path):
     out = tmp_path / "data"
-    G.write_datasets(_generate(spark), str(out))
-    first = _part_bytes(out / "interactions")
-    G.write_datasets(_generate(spark, seed=7), str(out))
-    assert _part_bytes(out / "interactions") != first
-    G.write_datasets(_generate(spark), str(out))
-    assert _part_bytes(out / "interactions") == first
-    assert sorted(p.name for p in out.iterdir()) == ["interactions", "items", "schemas", "users"]
+    def write(seed):
+        G.write_datasets({"interactions": _small(spark, seed)["interactions"]}, str(out))
+        return _part_bytes(out / "interactions")
+
+    first = write(SEED)
+    assert write(7) != first
+    assert write(SEED) == first
+    assert sorted(p.name for p in out.iterdir()) == ["interactions", "schemas"]
 
 
 def test_write_through_hadoop_file_system_uri(spark, tmp_path):
     out = tmp_path / "hadoop"
-    small = _generate(spark, n_interactions=100)
+    small = _small(spark)
     G.write_datasets(small, out.as_uri())
-    G.write_datasets(small, out.as_uri())  # rerun replaces through FileSystem.rename
-    assert spark.read.option("header", True).csv(out.as_uri() + "/interactions").count() == 100
+    first = _part_bytes(out / "interactions")
+    # A rerun replaces through FileSystem.rename.
+    G.write_datasets({"interactions": _small(spark, seed=7)["interactions"]}, out.as_uri())
+    assert _part_bytes(out / "interactions") != first
+    df = spark.read.option("header", True).csv(out.as_uri() + "/interactions")
+    assert df.count() == SMALL_INTERACTIONS
     assert json.loads((out / "schemas" / "users.json").read_text())["name"] == "Users"
     leftovers = [p.name for p in out.rglob("*") if "tmp" in p.name]
     assert leftovers == []

@@ -133,6 +133,7 @@ class EvaluateSettings:
     test_fraction: float = 0.25
     hpo_trials: int = 8
     hpo_metric: str = "ndcg@10"
+    hpo_method: str = "random"
 
 
 @dataclass(frozen=True)

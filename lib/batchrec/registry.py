@@ -165,7 +165,7 @@ def load_version(spark, solution: str, version: str = LATEST) -> SolutionVersion
     metadata_path = _join(path, METADATA_FILE)
     try:
         metadata = json.loads(read_text(spark, metadata_path))
-    except ValueError as exc:
+    except (ValueError, JobError) as exc:
         raise JobError(f"corrupt solution metadata {metadata_path}: {exc}") from exc
     if not isinstance(metadata, dict) or "recipe" not in metadata:
         raise JobError(f"corrupt solution metadata {metadata_path}: no recipe recorded")
@@ -196,7 +196,7 @@ def read_artifact(spark, version: SolutionVersion, name: str) -> DataFrame:
         df = spark.read.parquet(target)
         df.schema  # noqa: B018 - forces the footer read so a bad file fails here
     except Exception as exc:  # Spark raises AnalysisException or a Py4J error for unreadable Parquet
-        raise JobError(f"corrupt artifact {target}: {str(exc).splitlines()[0]}") from exc
+        raise JobError(f"corrupt artifact {target}: {_first_line(exc)}") from exc
     return df
 
 
@@ -210,6 +210,13 @@ def load_artifacts(spark, version: SolutionVersion) -> dict[str, DataFrame]:
 
 def _join(*parts: str) -> str:
     return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
+
+
+def _first_line(exc: Exception) -> str:
+    """The message of a (Java) exception without its stack trace."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _fs_path(spark, uri: str):
@@ -255,11 +262,14 @@ def read_text(spark, uri: str) -> str:
     fs, path = _fs_path(spark, uri)
     if not fs.exists(path):
         raise JobError(f"file not found: {uri}")
-    stream = fs.open(path)
     try:
-        data = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
-    finally:
-        stream.close()
+        stream = fs.open(path)
+        try:
+            data = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+        finally:
+            stream.close()
+    except Exception as exc:  # Py4JJavaError: an I/O or checksum error in the JVM
+        raise JobError(f"could not read {uri}: {_first_line(exc)}") from exc
     return bytes(data).decode("utf-8")
 
 

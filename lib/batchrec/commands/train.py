@@ -62,7 +62,7 @@ def run(
         spark, settings, interactions, items=items, users=users, fmt=data_format, schemas=schemas,
         renames=renames, run_date=run_date,
     )
-    frame = datasets.interactions.persist()
+    frame = datasets.interactions  # cached by load_datasets; released at the end
     try:
         with logs.stage(log, "minimums") as info:
             events = select_events(frame, settings.prepare, reference_time)

@@ -102,6 +102,8 @@ def generate_datasets(
         UsageError: a size or parameter is out of range.
     """
     _check_arguments(n_users, n_items, n_interactions, span_days, clusters, in_cluster_probability)
+    if not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
+        raise UsageError(f"generate: seed={seed!r}; expected a 64-bit signed integer")
     if clusters > n_items:
         log.warning("clusters=%d > n_items=%d; using %d clusters", clusters, n_items, n_items)
         clusters = n_items
@@ -244,12 +246,15 @@ def _items(spark: SparkSession, p: _Params) -> DataFrame:
     # Primary category: the cluster's own (c0..c{k-1}) or, rarely, any; secondary: one of two
     # neighbouring clusters' second categories (c{k}..c{2k-1}); third: any category.
     noise = _floor_index(_uniform(p.seed, pos, _S_CAT1), n_categories)
-    first = F.when(_uniform(p.seed, pos, _S_CAT1_NOISE) < PRIMARY_CATEGORY_PROBABILITY, cluster).otherwise(noise)
+    keep = _uniform(p.seed, pos, _S_CAT1_NOISE) < PRIMARY_CATEGORY_PROBABILITY
+    first = F.when(keep, cluster).otherwise(noise)
     second = F.pmod(cluster + _floor_index(_uniform(p.seed, pos, _S_CAT2), 2), F.lit(k)) + k
     third = _floor_index(_uniform(p.seed, pos, _S_CAT3), n_categories)
     count = _floor_index(_uniform(p.seed, pos, _S_CAT_N), 3) + 1
-    values = F.array(*(F.concat(F.lit(CATEGORY_PREFIX), v.cast("string")) for v in (first, second, third)))
-    category = F.array_join(F.array_distinct(F.slice(values, 1, count.cast("int"))), MULTI_VALUE_SEPARATOR)
+    values = F.array(*(F.concat(F.lit(CATEGORY_PREFIX), v.cast("string"))
+                       for v in (first, second, third)))
+    chosen = F.array_distinct(F.slice(values, 1, count.cast("int")))
+    category = F.array_join(chosen, MULTI_VALUE_SEPARATOR)
     base = 5.0 + 95.0 * _uniform(p.seed, cluster, _S_PRICE_BASE)
     price = F.round(base * (0.5 + _uniform(p.seed, pos, _S_PRICE)), 2)
     return _range(spark, p.n_items).select(

@@ -81,17 +81,25 @@ def ratings(prepared: DataFrame, user_map: DataFrame, item_map: DataFrame) -> Da
     )
 
 
-def train(spark, data, params: dict) -> tuple[dict, dict]:
-    """Fit ALS; artifacts ``user_factors`` and ``item_factors`` (features array<float>)."""
-    _ensure_checkpoint_dir(spark, params, data.checkpoint_dir)
-    estimator = build_als(spark, params)
-    model = estimator.fit(ratings(data.prepared, data.user_map, data.item_map))
-    artifacts = {
+def fit(spark, rated: DataFrame, params: dict):
+    """Fit MLlib ALS on :func:`ratings` rows; returns the ``ALSModel``."""
+    return build_als(spark, params).fit(rated)
+
+
+def factor_artifacts(model) -> dict[str, DataFrame]:
+    """The model's factors as artifacts: ``user_factors``/``item_factors`` (idx int, features array<float>)."""
+    return {
         "user_factors": model.userFactors.select(F.col("id").cast("int").alias(USER_IDX), FEATURES),
         "item_factors": model.itemFactors.select(F.col("id").cast("int").alias(ITEM_IDX), FEATURES),
     }
+
+
+def train(spark, data, params: dict) -> tuple[dict, dict]:
+    """Fit ALS on the prepared confidences; artifacts ``user_factors`` and ``item_factors``."""
+    _ensure_checkpoint_dir(spark, params, data.checkpoint_dir)
+    model = fit(spark, ratings(data.prepared, data.user_map, data.item_map), params)
     user_blocks, item_blocks = block_counts(spark, params)
-    return artifacts, {"numUserBlocks_used": user_blocks, "numItemBlocks_used": item_blocks}
+    return factor_artifacts(model), {"numUserBlocks_used": user_blocks, "numItemBlocks_used": item_blocks}
 
 
 def _ensure_checkpoint_dir(spark, params: dict, checkpoint_dir) -> None:

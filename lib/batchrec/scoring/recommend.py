@@ -22,6 +22,8 @@ from batchrec.columns import (ITEM_ID, ITEM_IDX, REASON_EXPLORATION, REASON_MODE
                               REASON_TRENDING, USER_ID, USER_IDX, EVENT_TYPE)
 from batchrec.config import RecommendSettings
 from batchrec.errors import JobError, UsageError
+from batchrec.registry import (ITEM_FACTORS, ITEM_MAP, ITEM_STATS, POPULAR_ITEMS, TRENDING_ITEMS,
+                               USER_FACTORS, USER_MAP)
 from batchrec.scoring import exploration, topk
 
 log = logging.getLogger(__name__)
@@ -29,13 +31,6 @@ log = logging.getLogger(__name__)
 RECIPE_USER_PERSONALIZATION = "user-personalization"
 RECIPE_POPULARITY = "popularity-count"
 RECIPE_TRENDING = "trending-now"
-USER_MAP = "user_map"
-ITEM_MAP = "item_map"
-USER_FACTORS = "user_factors"
-ITEM_FACTORS = "item_factors"
-POPULAR_ITEMS = "popular_items"
-TRENDING_ITEMS = "trending_items"
-ITEM_STATS = "item_stats"
 MIN_NUM_RESULTS = 1
 MAX_NUM_RESULTS = 500
 # Stored lists hold at most 1000 items; the limit keeps the driver-side collect bounded regardless.
@@ -166,14 +161,15 @@ def _personalized(artifacts, users, exclude, num_results, settings, items, refer
     matrix = topk.collect_item_matrix(model_items)
     exploring = settings.exploration_weight > 0
     if exploring:
-        matrix = topk.attach_bonus(matrix, _bonus(artifacts, known, matrix, settings, items, reference_time))
+        matrix = topk.attach_bonus(matrix, _bonus(artifacts, matrix, settings, items, reference_time))
     n_items = matrix.size
 
     if exclude is not None:
         seen_idx = (exclude.join(F.broadcast(model_items.select(ITEM_ID, ITEM_IDX)), ITEM_ID)
                     .groupBy(USER_ID).agg(F.collect_set(ITEM_IDX).alias(topk.SEEN)))
         known = known.join(seen_idx, USER_ID, "left")
-        n_seen = F.coalesce(F.size(topk.SEEN), F.lit(0))
+        # size(null) is -1 or null depending on spark.sql.legacy.sizeOfNull / ANSI: be explicit.
+        n_seen = F.when(F.col(topk.SEEN).isNull(), F.lit(0)).otherwise(F.size(topk.SEEN))
     else:
         n_seen = F.lit(0)
     scored = topk.score_blocks(known, matrix, num_results, settings.users_per_batch)
@@ -207,11 +203,12 @@ def _personalized(artifacts, users, exclude, num_results, settings, items, refer
     return result
 
 
-def _bonus(artifacts, known, matrix, settings, items, reference_time) -> DataFrame:
+def _bonus(artifacts, matrix, settings, items, reference_time) -> DataFrame:
     if reference_time is None:
         raise UsageError("exploration needs a reference time (the run date) to measure item ages")
     stats = artifact(artifacts, ITEM_STATS)
-    scale = exploration.score_scale(known.select(topk.FEATURES), matrix.vectors)
+    # Model-wide, not the requested users': the same weight means the same bonus on every run.
+    scale = exploration.score_scale(artifact(artifacts, USER_FACTORS), matrix.vectors)
     return exploration.exploration_bonus(stats, settings.exploration_weight,
                                          settings.exploration_item_age_cut_off, reference_time,
                                          scale, items=items)

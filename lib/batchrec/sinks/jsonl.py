@@ -1,0 +1,91 @@
+"""Personalize batch output JSON lines, written atomically.
+
+One output line per input line, in input order::
+
+    {"input": {"userId": "u1"}, "output": {"recommendedItems": ["i1", ...], "scores": [0.9, ...]}, "error": null}
+    {"input": "<the raw line>", "output": null, "error": "line 3 of ...: not a JSON object; ..."}
+
+``input`` echoes the request line as it was (so ``filterValues`` and other keys survive); a line that
+is not a JSON object is echoed as a JSON string. ``scores`` appear only for models that score
+(user-personalization and personalized ranking), as in Personalize; an item that came from the
+popular backfill has a ``null`` score so the two arrays stay aligned.
+
+The folder is written under a temporary sibling name and renamed into place; an existing folder (a
+previous run) is moved aside first and deleted after the rename, so a reader never sees a half
+written folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from pyspark.sql import DataFrame, functions as F
+
+from batchrec.columns import ITEM_ID, USER_ID
+from batchrec.scoring.inputs import ERROR, FILE, POSITION, RAW
+
+log = logging.getLogger(__name__)
+
+VALUE = "value"
+RANK = "rank"
+SCORE = "score"
+RECOMMENDED_ITEMS = "recommendedItems"
+SCORES = "scores"
+_RECS = "_recs"
+
+
+def recommendation_lines(requests: DataFrame, recs: DataFrame, with_scores: bool,
+                         key: str = USER_ID) -> DataFrame:
+    """Join each request with its ranked items and format the Personalize output line.
+
+    Args:
+        requests: ``[_file, _position, _raw, <key>, error]`` (see ``batchrec.scoring.inputs``).
+        recs: ``[<key>, rank, ITEM_ID, score]``; ``key`` identifies a request's result set.
+        with_scores: include ``scores`` (user-personalization and ranking).
+
+    Returns:
+        ``[_file, _position, <key>, value]`` where ``value`` is the JSON line.
+    """
+    ranked = (recs.groupBy(key)
+              .agg(F.sort_array(F.collect_list(F.struct(RANK, ITEM_ID, SCORE))).alias(_RECS)))
+    joined = requests.join(ranked, key, "left")
+    items = F.coalesce(F.col(f"{_RECS}.{ITEM_ID}"), F.array().cast("array<string>"))
+    fields = [items.alias(RECOMMENDED_ITEMS)]
+    if with_scores:
+        fields.append(F.coalesce(F.col(f"{_RECS}.{SCORE}"), F.array().cast("array<double>")).alias(SCORES))
+    good = F.concat(F.lit('{"input": '), F.trim(F.col(RAW)), F.lit(', "output": '),
+                    F.to_json(F.struct(*fields), {"ignoreNullFields": "false"}), F.lit(', "error": null}'))
+    bad = F.to_json(F.struct(F.col(RAW).alias("input"), F.lit(None).cast("string").alias("output"),
+                             F.col(ERROR).alias("error")), {"ignoreNullFields": "false"})
+    value = F.when(F.col(ERROR).isNull(), good).otherwise(bad)
+    keep = list(dict.fromkeys([FILE, POSITION, key]))
+    return joined.select(*keep, value.alias(VALUE))
+
+
+def write_lines(lines: DataFrame, path: str, order_by=(FILE, POSITION, USER_ID)) -> None:
+    """Write ``lines[value]`` sorted by ``order_by`` as text files in the folder ``path``, atomically."""
+    spark = lines.sparkSession
+    target = path.rstrip("/")
+    temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+    old = f"{target}.old-{uuid.uuid4().hex[:8]}"
+    lines.orderBy(*order_by).select(VALUE).write.text(temporary)
+    fs, jpath = _fs(spark, target)
+    moved = False
+    if fs.exists(jpath):
+        if not fs.rename(jpath, _fs(spark, old)[1]):
+            raise OSError(f"could not move the previous output {target} aside")
+        moved = True
+    if not fs.rename(_fs(spark, temporary)[1], jpath):
+        if moved:
+            fs.rename(_fs(spark, old)[1], jpath)
+        raise OSError(f"could not rename {temporary} to {target}")
+    if moved:
+        fs.delete(_fs(spark, old)[1], True)
+    log.info("wrote JSON lines to %s", target)
+
+
+def _fs(spark, uri: str):
+    jvm = spark.sparkContext._jvm
+    jpath = jvm.org.apache.hadoop.fs.Path(uri)
+    return jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), jpath
