@@ -20,12 +20,14 @@ import argparse
 import dataclasses
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from pyspark.sql import functions as F
 
+from batchrec import logs
 from batchrec.columns import EVENT_TYPE, EVENT_VALUE, ITEM_ID, TIMESTAMP, USER_ID
 from batchrec.config import SparkSettings, load_settings
 from batchrec.evaluation import runner, splits
@@ -86,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=None, help="append JSON lines here")
     args = parser.parse_args(argv)
 
+    logs.configure("INFO")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors need this venv's numpy
     spark = get_spark(SparkSettings(master="local[2]", driver_memory="4g", shuffle_partitions=4,
                                     log_level="ERROR"))
     settings = settings_for(args)

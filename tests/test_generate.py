@@ -16,7 +16,7 @@ import pytest
 from batchrec import columns as C
 from batchrec.datasets import generate as G
 from batchrec.datasets.schema import load_personalize_schema
-from batchrec.errors import UsageError
+from batchrec.errors import JobError, UsageError
 
 N_USERS, N_ITEMS, N_INTERACTIONS, CLUSTERS, SEED = 200, 50, 5000, 5, 42
 SPAN_DAYS = 90
@@ -253,6 +253,14 @@ def test_write_through_hadoop_file_system_uri(spark, tmp_path):
     assert json.loads((out / "schemas" / "users.json").read_text())["name"] == "Users"
     leftovers = [p.name for p in out.rglob("*") if "tmp" in p.name]
     assert leftovers == []
+
+
+def test_unwritable_output_is_a_job_error_naming_the_path(spark, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    with pytest.raises(JobError, match=rf"could not write the interactions dataset under {blocker}"):
+        G.write_datasets({"interactions": _small(spark)["interactions"]}, str(blocker))
+    assert blocker.read_text() == "a file where the output folder should be"
 
 
 @pytest.fixture

@@ -187,9 +187,10 @@ def test_recommend_command_writes_delta_and_jsonl_and_reruns_idempotently(spark,
         "users": 2, "rows": 4, "errors": 1, "backfilled_users": 1, "version": version.version}
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"] == 4
     expected = [
-        # only purchases count as seen: u1 bought a, so b (clicked) may come back.
-        (RUN_DATE, solution, version.version, "user-personalization", "new", 1, "x", None, "popular"),
-        (RUN_DATE, solution, version.version, "user-personalization", "new", 2, "a", None, "popular"),
+        # only purchases count as seen: u1 bought a, so b (clicked) may come back, and the viewed c
+        # still heads the popular list of the unknown user "new".
+        (RUN_DATE, solution, version.version, "user-personalization", "new", 1, "c", None, "popular"),
+        (RUN_DATE, solution, version.version, "user-personalization", "new", 2, "x", None, "popular"),
         (RUN_DATE, solution, version.version, "user-personalization", "u1", 1, "b", 1.0, "model"),
         (RUN_DATE, solution, version.version, "user-personalization", "u1", 2, "d", 0.5, "model"),
     ]
@@ -200,7 +201,7 @@ def test_recommend_command_writes_delta_and_jsonl_and_reruns_idempotently(spark,
     assert got[1]["input"] == "{oops" and got[1]["output"] is None
     assert got[1]["error"].startswith("line 2 of ") and "not a JSON object" in got[1]["error"]
     assert got[2] == {"input": {"userId": "new", "filterValues": {"G": '"x"'}},
-                      "output": {"recommendedItems": ["x", "a"], "scores": [None, None]}, "error": None}
+                      "output": {"recommendedItems": ["c", "x"], "scores": [None, None]}, "error": None}
     assert got[3] == got[0] and len(got) == 4
 
     recommend_command.run(spark, settings, RUN_DATE, **kwargs)

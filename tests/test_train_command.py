@@ -10,7 +10,7 @@ import pytest
 from batchrec import registry
 from batchrec.cli import main
 from batchrec.commands import train
-from batchrec.config import Settings, ValidationSettings
+from batchrec.config import EvaluateSettings, Settings, ValidationSettings
 
 RUN_DATE = dt.date(2026, 1, 10)
 DAY = 86400
@@ -95,7 +95,9 @@ def test_direct_call_returns_the_version(spark, tmp_path, interactions_csv, caps
 @pytest.mark.skipif(importlib.util.find_spec("batchrec.evaluation.runner") is None,
                     reason="the evaluation runner is not available yet")
 def test_evaluate_stores_holdout_metrics(spark, tmp_path, interactions_csv):
-    settings = Settings(validation=ValidationSettings(min_interactions=50, min_users_with_two_interactions=10))
+    settings = Settings(validation=ValidationSettings(min_interactions=50, min_users_with_two_interactions=10),
+                        evaluate=EvaluateSettings(k=(5,)))  # the catalogue has 10 items
     version = train.run(spark, settings, RUN_DATE, interactions=interactions_csv, recipe="popularity-count",
                         solution=str(tmp_path / "e"), hpo=False, evaluate=True)
-    assert any(name.startswith("ndcg@") for name in version.metadata["metrics"])
+    stored = version.metadata["metrics"]
+    assert stored["protocol"] == "personalize" and ("ndcg@5" in stored or "skipped" in stored)

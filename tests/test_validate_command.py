@@ -70,11 +70,13 @@ def test_corrupted_movielens_copy_reports_every_problem(spark, movielens_ratings
     assert (data["rows_read"], data["rows_rejected"], data["rows_valid"]) == (2009, 35, 1974)
     mixed = f"mixed timestamp units: 10 rows look like milliseconds, 1999 like seconds"
     assert err.startswith(f"batchrec: error: validation failed: interactions {path}: 35 of 2009 rows "
-                          "rejected (1.74%), more than the allowed 1.00%: missing_id (USER_ID): 5, "
-                          "missing_id (ITEM_ID): 3, invalid_utf8 (ITEM_ID): 4, "
+                          "rejected (1.74%), more than the allowed 1.00%: missing_id (ITEM_ID): 3, "
+                          "missing_id (USER_ID): 5, invalid_utf8 (ITEM_ID): 4, "
                           "timestamp_in_milliseconds (TIMESTAMP): 10, nan_value (EVENT_VALUE): 2, "
-                          "negative_event_value (EVENT_VALUE): 6, duplicate: 5")
+                          "negative_event_value (EVENT_VALUE): 6, duplicate: 5"), err
     assert mixed in err and f"rejected rows: {rejects}" in err
+    # The first 2000 ratings come from 18 users: the minimum check reports that too.
+    assert "only 18 users with at least 2 interactions; at least 25 are needed" in err
     assert "interactions  missing_id                 USER_ID      5" in out
     assert mixed in out and "Result: FAILED" in out
     assert spark.read.format("delta").load(str(rejects)).count() == 35

@@ -342,7 +342,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.exit_code
     except Exception as exc:  # an unexpected failure: the job failed; keep the traceback in the log
         log.error("unexpected failure", exc_info=True)
-        click.echo(f"batchrec: error: {type(exc).__name__}: {exc}", err=True)
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
+        click.echo(f"batchrec: error: {type(exc).__name__}: {first_line.strip()}", err=True)
         return EXIT_FAILURE
 
 

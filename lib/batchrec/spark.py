@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -124,6 +125,8 @@ def _embedded_builder(
     from pyspark.sql import SparkSession
 
     ivy = settings.ivy_dir or str(cache_dir() / "ivy")
+    # Executors must run this interpreter (numpy, pyarrow), not whatever python3 is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     java_opts = f"-Dlog4j.configurationFile=file:{LOG4J_FILE}"
     builder = (
         SparkSession.builder.master(settings.master)

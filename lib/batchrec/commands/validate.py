@@ -85,18 +85,19 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines += ["", "Notes:"] + [f"  {n}" for n in notes]
     minimums = summary.get("minimums")
     if minimums:
-        ok = lambda good: "ok" if good else "FAILED"  # noqa: E731
         lines += ["", "Personalize minimums:",
-                  f"  interactions: {minimums['interactions']:,} (need {minimums['min_interactions']:,}) "
-                  f"{ok(minimums['interactions'] >= minimums['min_interactions'])}",
-                  f"  users with >= 2 interactions: {minimums['users_with_two_interactions']:,} "
-                  f"(need {minimums['min_users_with_two_interactions']:,}) "
-                  f"{ok(minimums['users_with_two_interactions'] >= minimums['min_users_with_two_interactions'])}"]
+                  _minimum_line("interactions", minimums["interactions"], minimums["min_interactions"]),
+                  _minimum_line("users with >= 2 interactions", minimums["users_with_two_interactions"],
+                                minimums["min_users_with_two_interactions"])]
     if summary.get("rejects_path"):
         lines += ["", f"Rejected rows written to {summary['rejects_path']}"]
     lines += ["", "Result: PASSED" if not summary["failures"] else "Result: FAILED"]
     lines += [f"  - {f}" for f in summary["failures"]]
     return "\n".join(lines)
+
+
+def _minimum_line(label: str, value: int, needed: int) -> str:
+    return f"  {label}: {value:,} (need {needed:,}) {'ok' if value >= needed else 'FAILED'}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

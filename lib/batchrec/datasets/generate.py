@@ -23,11 +23,13 @@ the most popular item.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from typing import Optional
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -138,10 +140,15 @@ def id_permutation(n: int, seed: int, kind: str) -> tuple[int, int]:
     return a % n if n > 1 else 1, mix % n
 
 
+@dataclass(frozen=True)
 class _Params:
-    def __init__(self, seed, n_users, n_items, clusters, start_ts, end_ts, young_days):
-        self.seed, self.n_users, self.n_items, self.clusters = seed, n_users, n_items, clusters
-        self.start_ts, self.end_ts, self.young_days = start_ts, end_ts, young_days
+    seed: int
+    n_users: int
+    n_items: int
+    clusters: int
+    start_ts: int  # first second of the span (epoch seconds, UTC)
+    end_ts: int  # last second of the span
+    young_days: int  # young items are created within the last young_days days of the span
 
 
 def _check_arguments(n_users, n_items, n_interactions, span_days, clusters, in_cluster_probability):
@@ -320,9 +327,12 @@ def write_datasets(datasets: dict[str, DataFrame], output: str) -> dict[str, str
 
     Returns:
         The path of every folder and schema file written, keyed ``<kind>`` and ``schema:<kind>``.
-    """
-    import json
 
+    Raises:
+        JobError: a dataset could not be written or renamed into place.
+    """
+    if not datasets:
+        return {}
     store = _Store(next(iter(datasets.values())).sparkSession, output)
     written: dict[str, str] = {}
     schemas = personalize_schemas()
@@ -330,7 +340,12 @@ def write_datasets(datasets: dict[str, DataFrame], output: str) -> dict[str, str
         with stage(log, f"generate-{kind}") as info:
             final = store.join(kind)
             tmp = store.join(f"_tmp_{kind}_{uuid.uuid4().hex[:8]}")
-            df.write.mode("overwrite").option("header", True).csv(tmp)
+            try:
+                df.write.mode("overwrite").option("header", True).csv(tmp)
+            except Exception as exc:
+                store.delete(tmp)  # leave no half-written sibling behind
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise JobError(f"could not write the {kind} dataset under {output}: {reason}") from exc
             store.replace(tmp, final)
             # Cheap for generated data: the optimizer prunes the count down to spark.range.
             info["rows"] = df.count()
@@ -367,8 +382,15 @@ class _Store:
         if fs.exists(path) and not fs.rename(path, self._path(old)):
             raise JobError(f"could not move the previous output {final} aside to {old}")
         if not fs.rename(self._path(tmp), path):
-            raise JobError(f"could not rename {tmp} to {final}")
+            raise JobError(f"could not rename {tmp} to {final}; the previous output is in {old}")
         fs.delete(self._path(old), True)
+
+    def delete(self, target: str) -> None:
+        if self.local:
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            fs, path = self._fs(target)
+            fs.delete(path, True)
 
     def write_text(self, target: str, text: str) -> None:
         tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"

@@ -21,7 +21,7 @@ from batchrec import columns, logs
 from batchrec.config import Settings, ValidationSettings
 from batchrec.datasets import readers
 from batchrec.datasets.schema import (BOOLEAN, DATASET_KINDS, DOUBLE, FLOAT, ID_COLUMNS, INT, INT_MAX,
-                                      INTERACTIONS, ITEMS, LONG, STRING, TIMESTAMP_COLUMNS,
+                                      INTERACTIONS, ITEMS, LONG, STRING, USERS, TIMESTAMP_COLUMNS,
                                       DatasetSchema, Field, default_schema, load_personalize_schema)
 from batchrec.errors import DataError, UsageError
 
@@ -416,4 +416,4 @@ def load_datasets(spark: "SparkSession", settings: Settings, interactions: str,
     if enforce and summary["failures"]:
         where = f"; rejected rows are in {rejects_path}" if rejects_path else ""
         raise DataError("; ".join(summary["failures"]) + where)
-    return ValidatedDatasets(valid[INTERACTIONS], valid.get(ITEMS), valid.get("users"), summary)
+    return ValidatedDatasets(valid[INTERACTIONS], valid.get(ITEMS), valid.get(USERS), summary)

@@ -1,0 +1,229 @@
+"""Benchmark: ALS training with batchrec's defaults against MLlib's defaults, same data, same session.
+
+* data: ``generate_datasets`` (default 100k users, 20k items, 5M interactions), written once to
+  Parquet under ``--workdir`` and reused; prepared with batchrec's default ``[prepare]`` rules
+  (every event weighs 1, confidences summed per user-item pair, history cap at the 99th percentile);
+* split: a per-user random hold-out (a hash of user, item and seed: ``--holdout`` of each user's
+  pairs for users with at least 2 pairs), the rest is the training set, cached before timing;
+* ours: ``batchrec.recipes.als.build_als`` with the ``[als]`` defaults (blocks sized to the cluster:
+  default parallelism) and ``--param``-style overrides ``rank``/``maxIter``;
+* MLlib: ``ALS(rank, maxIter, implicitPrefs=True)`` and every other parameter at MLlib's default
+  (10 user and item blocks, regParam 0.1, alpha 1.0);
+* quality: ndcg@10 for ``--eval-users`` sampled hold-out users, scored by brute force with numpy
+  over all items, training items removed (binary relevance, ideal DCG over min(|truth|, 10)).
+
+Ours runs first (a cold JVM is a disadvantage), after a one-iteration warm-up fit of each.
+Timing is the wall time of ``fit`` (MLlib materialises both factor matrices inside ``fit``).
+Memory: the JVM's used heap sampled every 0.5 s during each fit, the JVM's peak RSS (VmHWM)
+and the Python driver's peak RSS at the end. Usage (see docs/bench-train.md)::
+
+    nice -n 10 .venv/bin/python bench/bench_train.py --workdir /tmp/batchrec-bench-train
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="/tmp/batchrec-bench-train")
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--interactions", type=int, default=5_000_000)
+    parser.add_argument("--rank", type=int, default=64)
+    parser.add_argument("--max-iter", type=int, default=15)
+    parser.add_argument("--holdout", type=float, default=0.2)
+    parser.add_argument("--eval-users", type=int, default=10_000)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+
+    from pyspark.sql import functions as F
+
+    from batchrec import logs
+    from batchrec.columns import CONFIDENCE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
+    from batchrec.config import Settings, SparkSettings
+    from batchrec.datasets.indexing import build_id_map
+    from batchrec.datasets.prepare import prepare_interactions
+    from batchrec.recipes import als, resolve_params
+    from batchrec.spark import get_spark
+
+    logs.configure("INFO")
+    work = Path(args.workdir)
+    spark = get_spark(SparkSettings(
+        master=args.master, app_name="bench-train", driver_memory=args.driver_memory, shuffle_partitions=8,
+        conf={"spark.local.dir": str(work / "spark-local")},
+    ))
+    sc = spark.sparkContext
+    sc.setCheckpointDir(str(work / "checkpoints"))
+    results: dict = {"args": vars(args), "default_parallelism": sc.defaultParallelism,
+                     "spark_version": spark.version}
+
+    data_dir = work / f"data-{args.users}u-{args.items}i-{args.interactions}x"
+    if not (data_dir / "interactions" / "_SUCCESS").exists():
+        from batchrec.datasets.generate import generate_datasets
+
+        start = time.perf_counter()
+        frames = generate_datasets(spark, args.users, args.items, args.interactions, seed=args.seed)
+        frames["interactions"].write.mode("overwrite").parquet(str(data_dir / "interactions"))
+        results["generate_seconds"] = round(time.perf_counter() - start, 1)
+    interactions = spark.read.parquet(str(data_dir / "interactions"))
+
+    start = time.perf_counter()
+    settings = Settings()
+    prepared = prepare_interactions(interactions, settings.prepare).persist()
+    user_map = build_id_map(prepared, USER_ID, USER_IDX)
+    item_map = build_id_map(prepared, ITEM_ID, ITEM_IDX)
+    rated = als.ratings(prepared, user_map, item_map)
+    per_user = rated.groupBy(USER_IDX).count().withColumnRenamed("count", "n")
+    bucket = (F.abs(F.xxhash64(USER_IDX, ITEM_IDX, F.lit(args.seed))) % 10_000) / 10_000.0
+    flagged = (rated.join(per_user, USER_IDX)
+               .withColumn("test", (F.col("n") >= 2) & (bucket < args.holdout))
+               .drop("n").persist())
+    train = flagged.where(~F.col("test")).drop("test").persist()
+    test = flagged.where(F.col("test")).select(USER_IDX, ITEM_IDX).persist()
+    n_train, n_test = train.count(), test.count()
+    n_users, n_items = user_map.count(), item_map.count()
+    results["data"] = {"prepared_pairs": prepared.count(), "train_pairs": n_train, "test_pairs": n_test,
+                       "users": n_users, "items": n_items,
+                       "prepare_split_seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps(results["data"]), file=sys.stderr)
+
+    from pyspark.ml.recommendation import ALS
+
+    ours_params = resolve_params("user-personalization", settings,
+                                 {"rank": args.rank, "maxIter": args.max_iter})
+    configs = {
+        "batchrec": lambda iters: als.build_als(spark, {**ours_params, "maxIter": iters}),
+        "mllib_defaults": lambda iters: ALS(rank=args.rank, maxIter=iters, implicitPrefs=True,
+                                            userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=CONFIDENCE),
+    }
+    warm = train.where(F.col(USER_IDX) % 20 == 0)
+    for make in configs.values():  # JIT and code paths warm for both
+        make(1).fit(warm)
+
+    jvm_pid = int(spark._jvm.java.lang.ProcessHandle.current().pid())
+    runtime = spark._jvm.java.lang.Runtime.getRuntime()
+    sample_users = _sample_users(test, args.eval_users, args.seed)
+    truth = _pairs(test, sample_users)
+    seen = _pairs(train, sample_users)
+    for name, make in configs.items():
+        estimator = make(args.max_iter)
+        peak = _HeapSampler(runtime)
+        peak.start()
+        start = time.perf_counter()
+        model = estimator.fit(train)
+        seconds = time.perf_counter() - start
+        peak.stop()
+        U = _matrix(model.userFactors, n_users, args.rank)
+        V = _matrix(model.itemFactors, n_items, args.rank)
+        results[name] = {
+            "params": {p.name: v for p, v in estimator.extractParamMap().items()
+                       if p.name in ("rank", "maxIter", "regParam", "alpha", "numUserBlocks",
+                                     "numItemBlocks", "checkpointInterval", "implicitPrefs")},
+            "fit_seconds": round(seconds, 1),
+            "ndcg@10": round(_ndcg(U, V, sample_users, truth, seen, 10), 4),
+            "jvm_used_heap_peak_mb": round(peak.peak / 2**20),
+        }
+        print(json.dumps({name: results[name]}), file=sys.stderr)
+        model.userFactors.unpersist()
+        model.itemFactors.unpersist()
+    results["speedup"] = round(results["mllib_defaults"]["fit_seconds"] / results["batchrec"]["fit_seconds"], 2)
+    results["jvm_peak_rss_mb"] = _vm_hwm_mb(jvm_pid)
+    results["python_driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    results["load_average_at_end"] = _loadavg()
+    print(json.dumps(results, indent=2))
+    (work / "bench_train_results.json").write_text(json.dumps(results, indent=2))
+    spark.stop()
+    return 0
+
+
+class _HeapSampler(threading.Thread):
+    """Samples the JVM's used heap (total - free) twice a second until stopped."""
+
+    def __init__(self, runtime):
+        super().__init__(daemon=True)
+        self.runtime, self.peak, self._stop_event = runtime, 0, threading.Event()
+
+    def run(self):
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, int(self.runtime.totalMemory()) - int(self.runtime.freeMemory()))
+            self._stop_event.wait(0.5)
+
+    def stop(self):
+        self._stop_event.set()
+        self.join()
+
+
+def _sample_users(test, n: int, seed: int) -> np.ndarray:
+    from pyspark.sql import functions as F
+
+    users = (test.select("user_idx").distinct()
+             .orderBy(F.xxhash64("user_idx", F.lit(seed))).limit(n).collect())
+    return np.array(sorted(r[0] for r in users), dtype=np.int64)
+
+
+def _pairs(df, users: np.ndarray) -> dict[int, np.ndarray]:
+    """{user: item indexes} for the sampled users (bounded: a few hundred thousand rows)."""
+    from pyspark.sql import functions as F
+
+    wanted = df.sparkSession.createDataFrame([(int(u),) for u in users], "user_idx int")
+    rows = (df.join(F.broadcast(wanted), "user_idx").groupBy("user_idx")
+            .agg(F.collect_list("item_idx").alias("items")).collect())
+    return {r[0]: np.array(r[1], dtype=np.int64) for r in rows}
+
+
+def _matrix(factors, n: int, rank: int) -> np.ndarray:
+    out = np.zeros((n, rank), dtype=np.float32)
+    for row in factors.toLocalIterator():
+        out[row["id"]] = row["features"]
+    return out
+
+
+def _ndcg(U, V, users, truth, seen, k: int) -> float:
+    """Mean ndcg@k over ``users``: brute-force scores, seen items masked, ties by item index."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    total = 0.0
+    for start in range(0, len(users), 1000):
+        block = users[start:start + 1000]
+        scores = U[block] @ V.T
+        for row, user in enumerate(block):
+            scores[row, seen.get(int(user), [])] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        for row, user in enumerate(block):
+            relevant = truth[int(user)]
+            hits = np.isin(top[row], relevant)
+            ideal = discounts[: min(len(relevant), k)].sum()
+            total += float((hits * discounts).sum() / ideal)
+    return total / len(users)
+
+
+def _vm_hwm_mb(pid: int):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        return None
+    return None
+
+
+def _loadavg() -> str:
+    try:
+        return open("/proc/loadavg").read().split(" ")[:3]
+    except OSError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
