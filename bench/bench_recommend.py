@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     parser.add_argument("--driver-memory", default="8g")
     parser.add_argument("--sample-users", type=int, default=500)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--random-factors", action="store_true",
+                        help="Gaussian factors instead of training ALS (when training is too slow).")
     args = parser.parse_args(argv)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors need this venv's numpy/pyarrow
 
@@ -86,7 +88,23 @@ def main(argv=None) -> int:
     indexed = (pairs.join(F.broadcast(item_map), ITEM_ID).join(user_map, USER_ID)
                .groupBy(USER_IDX, ITEM_IDX).agg(F.count(F.lit(1)).cast("float").alias("confidence")))
 
-    if not (model_dir / "_DONE").exists():
+    if args.random_factors:
+        model_dir = work / f"random-{tag}"
+        if not (model_dir / "_DONE").exists():
+            def random_model():
+                for name, frame in (("userFactors", user_map.select(F.col(USER_IDX).alias("id"))),
+                                    ("itemFactors", item_map.select(F.col(ITEM_IDX).alias("id")))):
+                    seed = 1 if name == "userFactors" else 2
+                    vec = F.array(*[(F.randn(seed * 1000 + j) * 0.1).cast("float") for j in range(args.rank)])
+                    frame.select("id", vec.alias("features")).write.mode("overwrite").parquet(str(model_dir / name))
+                (model_dir / "_DONE").write_text("ok\n")
+            timed("random_factors", random_model)
+        jmodel = spark._jvm.org.apache.spark.ml.recommendation.ALSModel(
+            "als-random", args.rank, spark.read.parquet(str(model_dir / "userFactors"))._jdf,
+            spark.read.parquet(str(model_dir / "itemFactors"))._jdf)
+        jmodel.setUserCol(USER_IDX).setItemCol(ITEM_IDX)
+        model = ALSModel(jmodel)
+    elif not (model_dir / "_DONE").exists():
         def train():
             als = ALS(rank=args.rank, maxIter=args.max_iter, regParam=0.1, alpha=10.0, implicitPrefs=True,
                       userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol="confidence", seed=42,
@@ -94,7 +112,8 @@ def main(argv=None) -> int:
             als.fit(indexed).write().overwrite().save(str(model_dir / "model"))
             (model_dir / "_DONE").write_text("ok\n")
         timed("train_als", train)
-    model = ALSModel.load(str(model_dir / "model"))
+    if not args.random_factors:
+        model = ALSModel.load(str(model_dir / "model"))
     seen_idx = indexed.select(USER_IDX, ITEM_IDX).persist()
     n_seen = seen_idx.count()
     largest_history = seen_idx.groupBy(USER_IDX).count().agg(F.max("count")).first()[0]

@@ -67,7 +67,7 @@ def run(
         with logs.stage(log, "minimums") as info:
             events = select_events(frame, settings.prepare, reference_time)
             summary = check_minimums(events, settings.validation, context="after event filtering")
-            info["rows"] = summary.get("interactions", "?") if isinstance(summary, dict) else "?"
+            info["rows"] = summary["interactions"]
 
         trials: list[dict] = []
         if hpo:

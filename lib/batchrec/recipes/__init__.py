@@ -9,7 +9,6 @@ module, which exposes ``PARAM_TYPES``, ``defaults(settings)``, ``check(params)``
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pyspark.sql import functions as F
 from batchrec import logs
 from batchrec.columns import ITEM_ID, ITEM_IDX, TIMESTAMP, USER_ID, USER_IDX
 from batchrec.datasets.indexing import build_id_map
-from batchrec.datasets.prepare import aggregate_events, latest_timestamp, select_events
+from batchrec.datasets.prepare import aggregate_events, select_events
 from batchrec.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -194,13 +193,5 @@ def _check_type(recipe: str, key: str, value: Any, expected: type) -> Any:
     return float(value) if expected is float else value
 
 
-def settings_types(section) -> dict[str, type]:
-    """``{field: type}`` of a settings dataclass section (the parameter schema of a recipe)."""
-    import typing
-
-    hints = typing.get_type_hints(type(section))
-    return {f.name: hints[f.name] for f in dataclasses.fields(section)}
-
-
 __all__ = ["RECIPES", "TrainedModel", "TrainingData", "train_recipe", "resolve_params", "recipe_module",
-           "data_stats", "latest_timestamp"]
+           "data_stats"]
