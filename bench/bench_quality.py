@@ -59,12 +59,9 @@ def settings_for(args):
     return dataclasses.replace(base, evaluate=evaluate, prepare=prepare)
 
 
-def evaluate_all(spark, settings, frame, recipes, params, seed_offset=0):
+def evaluate_all(spark, settings, frame, recipes, params):
     config = settings.evaluate
-    split = splits.split_interactions(frame, config.protocol, config, settings.prepare,
-                                      seed=config.seed + seed_offset).persist()
-    if seed_offset:  # validation: carve from the training part of the real split
-        pass
+    split = splits.split_interactions(frame, config.protocol, config, settings.prepare).persist()
     context = runner.prepare_context(frame, split, config.k)
     out = []
     for recipe in recipes:

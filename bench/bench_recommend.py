@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     parser.add_argument("--driver-memory", default="8g")
     parser.add_argument("--sample-users", type=int, default=500)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="Skip the timings; compare the Delta output of an earlier run with the baseline.")
     parser.add_argument("--random-factors", action="store_true",
                         help="Gaussian factors instead of training ALS (when training is too slow).")
     args = parser.parse_args(argv)
@@ -138,8 +140,10 @@ def main(argv=None) -> int:
     def ours():
         return recommend_for_users(spark, "user-personalization", artifacts, users, seen_pairs, args.top, settings)
 
-    def baseline():
-        recs = model.recommendForAllUsers(args.top + largest_history)
+    def baseline(subset=None):
+        wanted = args.top + largest_history
+        recs = (model.recommendForAllUsers(wanted) if subset is None
+                else model.recommendForUserSubset(subset, wanted))
         flat = recs.select(F.col(USER_IDX), F.posexplode("recommendations").alias("pos", "rec")).select(
             USER_IDX, F.col(f"rec.{ITEM_IDX}").alias(ITEM_IDX), F.col("rec.rating").alias("score"))
         unseen = flat.join(seen_idx, [USER_IDX, ITEM_IDX], "left_anti")
@@ -147,25 +151,33 @@ def main(argv=None) -> int:
         return unseen.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= args.top)
 
     noop = lambda df: df.write.format("noop").mode("overwrite").save()  # noqa: E731
-    timed("batchrec_noop", lambda: noop(ours()))
-    if not args.skip_baseline:
-        timed("spark_recommendForAllUsers_noop", lambda: noop(baseline()))
     out = str(work / "recs-delta")
-    rows = timed("batchrec_delta", lambda: delta.write_run(ours(), out, dt.date(2026, 11, 22), "bench", tag,
-                                                            "user-personalization"))
+    rows = None
+    if not args.compare_only:
+        timed("batchrec_noop", lambda: noop(ours()))
+        if not args.skip_baseline:
+            timed("spark_recommendForAllUsers_noop", lambda: noop(baseline()))
+        rows = timed("batchrec_delta", lambda: delta.write_run(ours(), out, dt.date(2026, 11, 22), "bench",
+                                                                tag, "user-personalization"))
 
     # Same top-N? Compare a sample of users from the Delta output with the baseline's lists.
     sample = user_map.orderBy(F.xxhash64(USER_ID)).limit(args.sample_users)
-    mine = (spark.read.format("delta").load(out).join(sample.withColumnRenamed(USER_ID, "user_id"), "user_id")
-            .join(item_map.withColumnRenamed(ITEM_ID, "item_id"), "item_id")
-            .select(USER_IDX, "rank", ITEM_IDX, "score").collect())
+    if rows is not None:  # the Delta table just written
+        mine = (spark.read.format("delta").load(out).join(sample.withColumnRenamed(USER_ID, "user_id"), "user_id")
+                .join(item_map.withColumnRenamed(ITEM_ID, "item_id"), "item_id")
+                .select(USER_IDX, "rank", ITEM_IDX, "score").collect())
+    else:  # --compare-only: the same function, for the sampled users
+        mine = (recommend_for_users(spark, "user-personalization", artifacts, sample.select(USER_ID), seen_pairs,
+                                    args.top, settings)
+                .join(sample, USER_ID).join(item_map, ITEM_ID).select(USER_IDX, "rank", ITEM_IDX, "score").collect())
     comparison = {}
     if not args.skip_baseline:
-        theirs = baseline().join(sample.select(USER_IDX), USER_IDX).select(USER_IDX, "rank", ITEM_IDX, "score").collect()
+        # The same baseline pipeline, for the sampled users only (recommendForUserSubset).
+        theirs = baseline(sample.select(USER_IDX)).select(USER_IDX, "rank", ITEM_IDX, "score").collect()
         comparison = compare(mine, theirs, args.top)
     result = {"sizes": vars(args), "seen_pairs": n_seen, "largest_history": largest_history,
               "rows": rows, "timings_s": timings, **comparison}
-    if "spark_recommendForAllUsers_noop" in timings:
+    if "spark_recommendForAllUsers_noop" in timings and "batchrec_noop" in timings:
         result["speedup_noop"] = round(timings["spark_recommendForAllUsers_noop"] / timings["batchrec_noop"], 2)
     print(json.dumps(result, indent=2))
     (work / f"result-{tag}.json").write_text(json.dumps(result, indent=2))

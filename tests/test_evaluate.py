@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import re
-import sys
 
 import pytest
 
@@ -19,9 +17,6 @@ from batchrec.evaluation import hpo, runner
 from batchrec.evaluation import report as reports
 
 SMALL = ["--min-interactions", "0", "--min-users", "0"]
-# ALS scoring runs numpy in the Python workers: they must use this interpreter (modules are imported
-# at collection, before the session fixture starts Spark).
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 def _two_tastes(n_a=26, n_b=14, per_user=8, seed=5):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -68,7 +67,7 @@ def test_corrupted_movielens_copy_reports_every_problem(spark, movielens_ratings
     data = json.loads(report.read_text())["datasets"]["interactions"]
     assert data["rejects_by_reason"] == expected
     assert (data["rows_read"], data["rows_rejected"], data["rows_valid"]) == (2009, 35, 1974)
-    mixed = f"mixed timestamp units: 10 rows look like milliseconds, 1999 like seconds"
+    mixed = "mixed timestamp units: 10 rows look like milliseconds, 1999 like seconds"
     assert err.startswith(f"batchrec: error: validation failed: interactions {path}: 35 of 2009 rows "
                           "rejected (1.74%), more than the allowed 1.00%: missing_id (ITEM_ID): 3, "
                           "missing_id (USER_ID): 5, invalid_utf8 (ITEM_ID): 4, "

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 import click
 
 from batchrec import __version__
-from batchrec.config import Settings, load_settings, parse_literal
+from batchrec.config import load_settings, parse_literal
 from batchrec.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BatchrecError, ConfigError
 
 log = logging.getLogger("batchrec.cli")

@@ -86,8 +86,8 @@ class AlsSettings:
 
     rank: int = 64
     regParam: float = 0.1
-    alpha: float = 10.0
-    maxIter: int = 15
+    alpha: float = 1.0
+    maxIter: int = 10
     seed: int = 42
     numUserBlocks: int = 0
     numItemBlocks: int = 0

@@ -27,8 +27,8 @@ METHODS = (RANDOM, GRID)
 SEARCH_SPACES: dict[str, dict[str, tuple]] = {
     "user-personalization": {
         "rank": (16, 32, 64, 128),
-        "regParam": (0.01, 0.1, 1.0, 10.0),
-        "alpha": (1.0, 5.0, 20.0, 40.0, 80.0),
+        "regParam": (0.03, 0.1, 0.3, 1.0),
+        "alpha": (0.5, 1.0, 2.0, 5.0, 20.0),
         "maxIter": (10, 15, 20),
     },
     "popularity-count": {},
