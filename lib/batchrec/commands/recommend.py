@@ -123,7 +123,9 @@ def batch_datasets(spark, settings, version_, run_date, interactions, items, use
     fmt = data_format if data_format != "auto" or fresh else recorded.get("format", "auto")
     with logs.stage(log, "datasets", interactions=paths["interactions"], fresh=fresh):
         return load_datasets(spark, settings, paths["interactions"], items=paths["items"],
-                             users=paths["users"], fmt=fmt or "auto", run_date=run_date)
+                             users=paths["users"], fmt=fmt or "auto", run_date=run_date,
+                             schemas=tuple(recorded.get("schemas") or ()),
+                             renames=tuple(tuple(r) for r in recorded.get("renames") or ()))
 
 
 def check_requests(requests: DataFrame, input_path: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+from pathlib import Path
 from typing import Any, Optional
 
 from batchrec import logs, registry
@@ -88,8 +89,10 @@ def run(
                 metrics = holdout_metrics(spark, recipe, frame, settings, model.params)
 
         metadata = {
+            # Batch jobs re-read these datasets exactly as training did (same schemas, renames).
             "datasets": {"interactions": interactions, "items": items, "users": users,
-                         "format": data_format},
+                         "format": data_format, "schemas": [str(Path(p).resolve()) for p in schemas],
+                         "renames": [list(r) for r in renames]},
             "metrics": metrics,
             "run_date": run_date.isoformat() if run_date else None,
             "hpo_trials": trials,
