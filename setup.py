@@ -24,7 +24,8 @@ setup(
     install_requires=SPARK_PINS + [
         "pyarrow>=14",
         "numpy>=1.24",
-        "pandas>=2.0",
+        # pyspark 4.0's Arrow conversions are written for pandas 2 (pandas 3 warns on every batch).
+        "pandas>=2.0,<3",
         "boto3>=1.28",
         "click>=8.1",
         "tomli>=2.0; python_version < '3.11'",

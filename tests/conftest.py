@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+# $BATCHREC_SHARED_DATA, else ../shared/data beside the checkout (CI clones the repository next
+# to shared/), else the workspace copy.
+SHARED_DATA_CANDIDATES = [
+    Path(os.environ["BATCHREC_SHARED_DATA"]) if os.environ.get("BATCHREC_SHARED_DATA") else None,
+    Path(__file__).resolve().parents[2] / "shared" / "data",
+    Path("/work/shared/data"),
+]
+SHARED_DATA = next((p for p in SHARED_DATA_CANDIDATES if p and p.is_dir()), SHARED_DATA_CANDIDATES[1])
 
 
 @pytest.fixture(scope="session")
