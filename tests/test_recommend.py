@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from batchrec.columns import ITEM_ID, USER_ID
 from batchrec.config import RecommendSettings
 from batchrec.errors import UsageError
 from batchrec.scoring.recommend import recommend_for_users, seen_items

@@ -135,12 +135,3 @@ def test_an_artifact_with_the_wrong_columns_is_not_saved(spark, tmp_path):
     with pytest.raises(JobError, match=r"artifact user_map has schema struct<USER_ID:string,user_idx:bigint>; "
                                        r"expected struct<USER_ID:string,user_idx:int>"):
         registry.save_version(spark, str(tmp_path / "solution"), bad, {})
-
-
-def test_text_helpers_round_trip_through_hadoop_filesystem(spark, tmp_path):
-    uri = f"file://{tmp_path}/deep/er/note.txt"
-    registry.write_text(spark, uri, "héllo\n")
-    assert registry.read_text(spark, uri) == "héllo\n"
-    assert registry.list_dirs(spark, f"file://{tmp_path}/deep") == ["er"]
-    with pytest.raises(JobError, match="file not found: .*absent.txt"):
-        registry.read_text(spark, f"file://{tmp_path}/absent.txt")

@@ -28,6 +28,7 @@ from pyspark.sql import DataFrame
 
 import batchrec
 from batchrec.errors import JobError
+from batchrec.fs import exists, first_line, join, list_dirs, list_files, read_text, write_text
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,12 @@ def save_version(spark, solution: str, model, metadata: dict) -> SolutionVersion
     """
     created = dt.datetime.now(dt.timezone.utc)
     version = new_version_id(created)
-    path = _join(solution, VERSIONS_DIR, version)
+    path = join(solution, VERSIONS_DIR, version)
     artifacts = {}
     for name in sorted(model.artifacts):
         df = model.artifacts[name]
         _check_schema(name, df)
-        target = _join(path, ARTIFACTS_DIR, name)
+        target = join(path, ARTIFACTS_DIR, name)
         (df.coalesce(1) if name in _SINGLE_FILE else df).write.mode("errorifexists").parquet(target)
         written = spark.read.parquet(target)
         artifacts[name] = {
@@ -114,8 +115,8 @@ def save_version(spark, solution: str, model, metadata: dict) -> SolutionVersion
         "package_version": batchrec.__version__,
         "artifacts": artifacts,
     }
-    write_text(spark, _join(path, METADATA_FILE), json.dumps(full, indent=2, sort_keys=True, default=str))
-    write_text(spark, _join(path, COMPLETE_MARKER), version + "\n")
+    write_text(spark, join(path, METADATA_FILE), json.dumps(full, indent=2, sort_keys=True, default=str))
+    write_text(spark, join(path, COMPLETE_MARKER), version + "\n")
     log.info("saved solution version %s at %s", version, path)
     return SolutionVersion(solution, version, path, model.recipe, full)
 
@@ -138,12 +139,12 @@ def list_versions(spark, solution: str) -> list[str]:
     Raises:
         JobError: ``solution`` does not exist.
     """
-    root = _join(solution, VERSIONS_DIR)
+    root = join(solution, VERSIONS_DIR)
     if not exists(spark, solution):
         raise JobError(f"no solution at {solution}")
     if not exists(spark, root):
         return []
-    return sorted(v for v in list_dirs(spark, root) if exists(spark, _join(root, v, COMPLETE_MARKER)))
+    return sorted(v for v in list_dirs(spark, root) if exists(spark, join(root, v, COMPLETE_MARKER)))
 
 
 def load_version(spark, solution: str, version: str = LATEST) -> SolutionVersion:
@@ -161,8 +162,8 @@ def load_version(spark, solution: str, version: str = LATEST) -> SolutionVersion
     elif version not in available:
         raise JobError(f"solution version {version!r} not found (or incomplete) in {solution}; "
                        f"available versions: {', '.join(available)}")
-    path = _join(solution, VERSIONS_DIR, version)
-    metadata_path = _join(path, METADATA_FILE)
+    path = join(solution, VERSIONS_DIR, version)
+    metadata_path = join(path, METADATA_FILE)
     try:
         metadata = json.loads(read_text(spark, metadata_path))
     except (ValueError, JobError) as exc:
@@ -180,13 +181,13 @@ def read_artifact(spark, version: SolutionVersion, name: str) -> DataFrame:
             than when it was written, or is not readable Parquet (the message names the file).
     """
     recorded = version.metadata.get("artifacts", {})
-    target = _join(version.path, ARTIFACTS_DIR, name)
+    target = join(version.path, ARTIFACTS_DIR, name)
     if name not in recorded:
         raise JobError(f"solution version {version.version} has no artifact {name!r} ({target}); "
                        f"it has: {', '.join(sorted(recorded)) or 'none'}")
     present = list_files(spark, target) if exists(spark, target) else {}
     for file_name, size in sorted(recorded[name].get("files", {}).items()):
-        file_path = _join(target, file_name)
+        file_path = join(target, file_name)
         if file_name not in present:
             raise JobError(f"artifact file missing: {file_path} (solution version {version.version})")
         if present[file_name] != size:
@@ -196,84 +197,10 @@ def read_artifact(spark, version: SolutionVersion, name: str) -> DataFrame:
         df = spark.read.parquet(target)
         df.schema  # noqa: B018 - forces the footer read so a bad file fails here
     except Exception as exc:  # Spark raises AnalysisException or a Py4J error for unreadable Parquet
-        raise JobError(f"corrupt artifact {target}: {_first_line(exc)}") from exc
+        raise JobError(f"corrupt artifact {target}: {first_line(exc)}") from exc
     return df
 
 
 def load_artifacts(spark, version: SolutionVersion) -> dict[str, DataFrame]:
     """Every artifact of ``version`` by name (see :func:`read_artifact`)."""
     return {name: read_artifact(spark, version, name) for name in sorted(version.metadata.get("artifacts", {}))}
-
-
-# --- a small Hadoop FileSystem helper: any URI the session can read (file:, hdfs:, s3a:, ...) ---
-
-
-def _join(*parts: str) -> str:
-    return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
-
-
-def _first_line(exc: Exception) -> str:
-    """The message of a (Java) exception without its stack trace."""
-    java = getattr(exc, "java_exception", None)
-    text = str(java.toString()) if java is not None else str(exc)
-    return (text.strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _fs_path(spark, uri: str):
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
-
-
-def exists(spark, uri: str) -> bool:
-    """True when ``uri`` is an existing file or directory."""
-    fs, path = _fs_path(spark, uri)
-    return bool(fs.exists(path))
-
-
-def list_dirs(spark, uri: str) -> list[str]:
-    """Names of the sub-directories of ``uri``."""
-    fs, path = _fs_path(spark, uri)
-    return sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())
-
-
-def list_files(spark, uri: str) -> dict[str, int]:
-    """``{name: size in bytes}`` of the files directly in ``uri``."""
-    fs, path = _fs_path(spark, uri)
-    return {s.getPath().getName(): int(s.getLen()) for s in fs.listStatus(path) if s.isFile()}
-
-
-def write_text(spark, uri: str, text: str) -> None:
-    """Create (or overwrite) the file ``uri`` with ``text`` in UTF-8."""
-    fs, path = _fs_path(spark, uri)
-    stream = fs.create(path, True)
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
-
-
-def read_text(spark, uri: str) -> str:
-    """The UTF-8 content of the file ``uri``.
-
-    Raises:
-        JobError: the file does not exist.
-    """
-    fs, path = _fs_path(spark, uri)
-    if not fs.exists(path):
-        raise JobError(f"file not found: {uri}")
-    try:
-        stream = fs.open(path)
-        try:
-            data = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
-        finally:
-            stream.close()
-    except Exception as exc:  # Py4JJavaError: an I/O or checksum error in the JVM
-        raise JobError(f"could not read {uri}: {_first_line(exc)}") from exc
-    return bytes(data).decode("utf-8")
-
-
-def delete(spark, uri: str) -> None:
-    """Remove ``uri`` recursively (no error when it does not exist)."""
-    fs, path = _fs_path(spark, uri)
-    fs.delete(path, True)

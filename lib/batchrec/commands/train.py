@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Optional
 
-from batchrec import logs, registry
+from batchrec import fs, logs, registry
 from batchrec.datasets.prepare import select_events
 from batchrec.recipes import resolve_params, train_recipe
 
@@ -78,7 +78,7 @@ def run(
                 best, trials = search_parameters(spark, recipe, frame, settings, given)
             given = {**given, **best}
 
-        checkpoint_dir = registry._join(solution, CHECKPOINTS_DIR, secrets.token_hex(4))
+        checkpoint_dir = fs.join(solution, CHECKPOINTS_DIR, secrets.token_hex(4))
         model = train_recipe(spark, recipe, frame, settings, given, items=datasets.items,
                              reference_time=reference_time, checkpoint_dir=checkpoint_dir)
         metrics: dict[str, Any] = {}
@@ -101,8 +101,7 @@ def run(
         with logs.stage(log, "save", solution=solution):
             version = registry.save_version(spark, solution, model, metadata)
         model.release()
-        if registry.exists(spark, checkpoint_dir):
-            registry.delete(spark, checkpoint_dir)
+        fs.delete(spark, checkpoint_dir)
     finally:
         frame.unpersist()
     print(f"{version.version} {version.path}")

@@ -26,8 +26,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from typing import Optional
@@ -35,7 +33,7 @@ from typing import Optional
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batchrec import columns as C
+from batchrec import columns as C, fs
 from batchrec.errors import JobError, UsageError
 from batchrec.logs import stage
 
@@ -333,84 +331,26 @@ def write_datasets(datasets: dict[str, DataFrame], output: str) -> dict[str, str
     """
     if not datasets:
         return {}
-    store = _Store(next(iter(datasets.values())).sparkSession, output)
+    spark = next(iter(datasets.values())).sparkSession
     written: dict[str, str] = {}
     schemas = personalize_schemas()
     for kind, df in datasets.items():
         with stage(log, f"generate-{kind}") as info:
-            final = store.join(kind)
-            tmp = store.join(f"_tmp_{kind}_{uuid.uuid4().hex[:8]}")
+            final = fs.join(output, kind)
+            tmp = fs.join(output, f"_tmp_{kind}_{uuid.uuid4().hex[:8]}")
             try:
                 df.write.mode("overwrite").option("header", True).csv(tmp)
             except Exception as exc:
-                store.delete(tmp)  # leave no half-written sibling behind
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise JobError(f"could not write the {kind} dataset under {output}: {reason}") from exc
-            store.replace(tmp, final)
+                fs.delete(spark, tmp)  # leave no half-written sibling behind
+                raise JobError(f"could not write the {kind} dataset under {output}: "
+                               f"{fs.first_line(exc)}") from exc
+            fs.replace(spark, tmp, final)
             # Cheap for generated data: the optimizer prunes the count down to spark.range.
             info["rows"] = df.count()
             info["path"] = final
         written[kind] = final
         if kind in schemas:
-            path = store.join(f"{SCHEMAS_DIR}/{kind}.json")
-            store.write_text(path, json.dumps(schemas[kind], indent=2) + "\n")
+            path = fs.join(output, SCHEMAS_DIR, f"{kind}.json")
+            fs.write_text_atomic(spark, path, json.dumps(schemas[kind], indent=2) + "\n")
             written[f"schema:{kind}"] = path
     return written
-
-
-class _Store:
-    """Rename and small-file writes on a local folder (os) or any Hadoop file system (JVM)."""
-
-    def __init__(self, spark: SparkSession, root: str):
-        self.spark = spark
-        self.local = "://" not in root and not root.startswith("file:")
-        self.root = os.path.abspath(root) if self.local else root.rstrip("/")
-
-    def join(self, name: str) -> str:
-        return os.path.join(self.root, name) if self.local else f"{self.root}/{name}"
-
-    def replace(self, tmp: str, final: str) -> None:
-        """Move ``tmp`` to ``final``; an existing ``final`` is moved aside first, then deleted."""
-        old = f"{tmp}_old"
-        if self.local:
-            if os.path.exists(final):
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-            return
-        fs, path = self._fs(final)
-        if fs.exists(path) and not fs.rename(path, self._path(old)):
-            raise JobError(f"could not move the previous output {final} aside to {old}")
-        if not fs.rename(self._path(tmp), path):
-            raise JobError(f"could not rename {tmp} to {final}; the previous output is in {old}")
-        fs.delete(self._path(old), True)
-
-    def delete(self, target: str) -> None:
-        if self.local:
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            fs, path = self._fs(target)
-            fs.delete(path, True)
-
-    def write_text(self, target: str, text: str) -> None:
-        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-        if self.local:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, target)
-            return
-        fs, path = self._fs(tmp)
-        stream = fs.create(path, True)
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
-        self.replace(tmp, target)
-
-    def _path(self, uri: str):
-        return self.spark._jvm.org.apache.hadoop.fs.Path(uri)
-
-    def _fs(self, uri: str):
-        path = self._path(uri)
-        return path.getFileSystem(self.spark._jsc.hadoopConfiguration()), path

@@ -22,6 +22,7 @@ import uuid
 
 from pyspark.sql import DataFrame, functions as F
 
+from batchrec import fs
 from batchrec.columns import ITEM_ID, USER_ID
 from batchrec.scoring.inputs import ERROR, FILE, POSITION, RAW
 
@@ -65,27 +66,8 @@ def recommendation_lines(requests: DataFrame, recs: DataFrame, with_scores: bool
 
 def write_lines(lines: DataFrame, path: str, order_by=(FILE, POSITION, USER_ID)) -> None:
     """Write ``lines[value]`` sorted by ``order_by`` as text files in the folder ``path``, atomically."""
-    spark = lines.sparkSession
     target = path.rstrip("/")
     temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-    old = f"{target}.old-{uuid.uuid4().hex[:8]}"
     lines.orderBy(*order_by).select(VALUE).write.text(temporary)
-    fs, jpath = _fs(spark, target)
-    moved = False
-    if fs.exists(jpath):
-        if not fs.rename(jpath, _fs(spark, old)[1]):
-            raise OSError(f"could not move the previous output {target} aside")
-        moved = True
-    if not fs.rename(_fs(spark, temporary)[1], jpath):
-        if moved:
-            fs.rename(_fs(spark, old)[1], jpath)
-        raise OSError(f"could not rename {temporary} to {target}")
-    if moved:
-        fs.delete(_fs(spark, old)[1], True)
+    fs.replace(lines.sparkSession, temporary, target)
     log.info("wrote JSON lines to %s", target)
-
-
-def _fs(spark, uri: str):
-    jvm = spark.sparkContext._jvm
-    jpath = jvm.org.apache.hadoop.fs.Path(uri)
-    return jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), jpath
