@@ -1,6 +1,6 @@
 """Recommendation quality on MovieLens (ml-latest-small) under batchrec's hold-out protocols.
 
-Examples (results in docs/bench-quality.md)::
+Examples (results in docs/benchmarks.md)::
 
     # the published-table protocol: per-item random 75/25, K=10, every test rating relevant
     nice .venv/bin/python bench/bench_quality.py --protocol stratified-item --k 10

@@ -9,7 +9,7 @@ One process, one SparkSession, one ALS model trained on generated data (default 
   top N per user by score (then item index), written to the ``noop`` sink. Integer IDs are left
   as they are (no mapping back to string IDs): the baseline is timed at its cheapest.
 
-Then both top-N lists are compared for a sample of users. Usage (see docs/bench-recommend.md)::
+Then both top-N lists are compared for a sample of users. Usage (see docs/benchmarks.md)::
 
     nice -n 10 .venv/bin/python bench/bench_recommend.py --workdir /tmp/batchrec-bench
 """

@@ -15,7 +15,7 @@
 Ours runs first (a cold JVM is a disadvantage), after a one-iteration warm-up fit of each.
 Timing is the wall time of ``fit`` (MLlib materialises both factor matrices inside ``fit``).
 Memory: the JVM's used heap sampled every 0.5 s during each fit, the JVM's peak RSS (VmHWM)
-and the Python driver's peak RSS at the end. Usage (see docs/bench-train.md)::
+and the Python driver's peak RSS at the end. Usage (see docs/benchmarks.md)::
 
     nice -n 10 .venv/bin/python bench/bench_train.py --workdir /tmp/batchrec-bench-train
 """

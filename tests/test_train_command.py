@@ -44,7 +44,8 @@ def test_cli_trains_popularity_into_a_new_version(spark, tmp_path, interactions_
     assert (loaded.version, loaded.path) == (version_id, path)
     meta = loaded.metadata
     assert meta["recipe"] == "popularity-count" and meta["run_date"] == "2026-01-10"
-    assert meta["datasets"] == {"interactions": interactions_csv, "items": None, "users": None, "format": "auto"}
+    assert meta["datasets"] == {"interactions": interactions_csv, "items": None, "users": None, "format": "auto",
+                                "schemas": [], "renames": []}
     assert meta["data_stats"]["interactions"] == 120 and meta["data_stats"]["users"] == 30
     # The reference time is the end of the run date, not the latest event.
     assert meta["data_stats"]["reference_time"] == END + DAY

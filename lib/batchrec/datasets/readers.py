@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from urllib.parse import urlparse
 
 from batchrec import columns
+from batchrec import fs as batchrec_fs
 from batchrec.datasets.schema import REQUIRED_COLUMNS, DatasetSchema, check_kind
 from batchrec.errors import DataError, UsageError
 
@@ -148,9 +149,7 @@ def _list_path(spark: "SparkSession", path: str) -> Optional[tuple[bool, bool, l
             return False, False, []
         return True, local.is_dir(), sorted(p.name for p in local.iterdir()) if local.is_dir() else []
     try:
-        jvm = spark._jvm  # type: ignore[attr-defined]
-        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-        fs = hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+        fs, hadoop_path = batchrec_fs.hadoop_path(spark, path)
         if not fs.exists(hadoop_path):
             return False, False, []
         if not fs.getFileStatus(hadoop_path).isDirectory():

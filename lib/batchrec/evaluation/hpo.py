@@ -23,7 +23,7 @@ RANDOM = "random"
 GRID = "grid"
 METHODS = (RANDOM, GRID)
 
-# Values around the tuned defaults (docs/bench-quality.md); MLlib's names for ALS.
+# Values around the tuned defaults (docs/benchmarks.md); MLlib's names for ALS.
 SEARCH_SPACES: dict[str, dict[str, tuple]] = {
     "user-personalization": {
         "rank": (16, 32, 64, 128),

@@ -3,7 +3,7 @@
 The prepared confidences are the implicit "ratings"; parameters keep MLlib's names (``rank``,
 ``regParam``, ``alpha``, ``maxIter``, ``seed``, ``numUserBlocks``, ``numItemBlocks``,
 ``checkpointInterval``, ``nonnegative``). Our defaults differ from MLlib's in two ways that matter
-for speed (see docs/bench-train.md):
+for speed (see docs/benchmarks.md):
 
 * ``numUserBlocks``/``numItemBlocks`` = 0 size the blocks to the cluster (default parallelism)
   instead of MLlib's fixed 10: every block is a task in every half-iteration, and blocks beyond
