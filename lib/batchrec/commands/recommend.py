@@ -18,6 +18,7 @@ from typing import Optional
 from pyspark.sql import DataFrame, functions as F
 
 from batchrec import logs, registry
+from batchrec.dates import end_of_day
 from batchrec.columns import ITEM_ID, OUT_ITEM_ID, OUT_RANK, OUT_REASON, OUT_SCORE, OUT_USER_ID, REASON_POPULAR, USER_ID
 from batchrec.errors import DataError
 from batchrec.scoring import exploration, inputs
@@ -28,7 +29,6 @@ from batchrec.sinks import delta, jsonl as jsonl_sink
 log = logging.getLogger(__name__)
 
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
-SECONDS_PER_DAY = 86400
 
 
 def run(spark, settings, run_date: dt.date, *, solution: str, version: str = registry.LATEST,
@@ -71,7 +71,7 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     recs = recommend_for_users(
         spark, version_.recipe, artifacts, user_frame, seen, rs.num_results, rs,
         items=datasets.items if datasets and need_items else None,
-        reference_time=reference_time_for(run_date))
+        reference_time=end_of_day(run_date))
     with logs.stage(log, "write_delta", path=output) as info:
         rows = delta.write_run(recs, output, run_date, version_.solution, version_.version, version_.recipe)
         info["rows"] = rows
@@ -95,12 +95,6 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
                "seconds": round(time.perf_counter() - started, 1), "output": output, "jsonl": jsonl}
     report(summary)
     return summary
-
-
-def reference_time_for(run_date: dt.date) -> int:
-    """The end of the run date (UTC) in epoch seconds: "now" for item ages, stable across re-runs."""
-    start = dt.datetime.combine(run_date, dt.time(), tzinfo=dt.timezone.utc)
-    return int(start.timestamp()) + SECONDS_PER_DAY
 
 
 def batch_datasets(spark, settings, version_, run_date, interactions, items, users, data_format,

@@ -14,20 +14,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from batchrec import fs, logs, registry
+from batchrec.dates import end_of_day
 from batchrec.datasets.prepare import select_events
 from batchrec.recipes import resolve_params, train_recipe
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "_checkpoints"
-
-
-def reference_time_for(run_date: Optional[dt.date]) -> Optional[int]:
-    """The end of ``run_date`` (next midnight, UTC) as epoch seconds; None without a run date."""
-    if run_date is None:
-        return None
-    end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc)
-    return int(end.timestamp())
 
 
 def run(
@@ -58,7 +51,7 @@ def run(
 
     given = dict(params)
     resolve_params(recipe, settings, given)  # fail on a bad --param before reading any data
-    reference_time = reference_time_for(run_date)
+    reference_time = end_of_day(run_date) if run_date else None
     datasets = load_datasets(
         spark, settings, interactions, items=items, users=users, fmt=data_format, schemas=schemas,
         renames=renames, run_date=run_date,

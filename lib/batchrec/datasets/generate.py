@@ -34,6 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batchrec import columns as C, fs
+from batchrec.dates import SECONDS_PER_DAY
 from batchrec.errors import JobError, UsageError
 from batchrec.logs import stage
 
@@ -59,7 +60,6 @@ YOUNG_ITEM_FRACTION = 0.10
 MAX_YOUNG_ITEM_DAYS = 7
 OLD_ITEM_MAX_AGE_DAYS = 365
 PRIMARY_CATEGORY_PROBABILITY = 0.9
-SECONDS_PER_DAY = 86_400
 # Bounded so that a * p in id_permutation fits in a signed long.
 MAX_ENTITIES = 2**31 - 1
 ROWS_PER_PARTITION = 500_000

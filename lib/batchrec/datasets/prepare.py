@@ -28,11 +28,11 @@ from pyspark.sql import functions as F
 
 from batchrec.columns import CONFIDENCE, EVENT_TYPE, EVENT_VALUE, ITEM_ID, TIMESTAMP, USER_ID
 from batchrec.config import PrepareSettings
+from batchrec.dates import SECONDS_PER_DAY
 from batchrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_DAY = 86400.0
 WEIGHT = "weight"
 # percentile_approx's default accuracy: relative error 1/10000 of the number of users.
 PERCENTILE_ACCURACY = 10000

@@ -23,6 +23,7 @@ from batchrec.datasets import readers
 from batchrec.datasets.schema import (BOOLEAN, DATASET_KINDS, DOUBLE, FLOAT, ID_COLUMNS, INT, INT_MAX,
                                       INTERACTIONS, ITEMS, LONG, STRING, USERS, TIMESTAMP_COLUMNS,
                                       DatasetSchema, Field, default_schema, load_personalize_schema)
+from batchrec.dates import end_of_day_or_now
 from batchrec.errors import DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -346,10 +347,7 @@ def check_minimums(interactions_df: "DataFrame", validation_settings: Validation
 
 def max_timestamp_for(run_date: Optional[dt.date]) -> int:
     """End of the run date (UTC) in epoch seconds, or now when there is no run date."""
-    if run_date is None:
-        return int(dt.datetime.now(dt.timezone.utc).timestamp())
-    end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    return int(end.timestamp())
+    return end_of_day_or_now(run_date)
 
 
 def load_datasets(spark: "SparkSession", settings: Settings, interactions: str,

@@ -21,13 +21,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchrec.columns import ITEM_ID, TIMESTAMP
+from batchrec.dates import SECONDS_PER_DAY
 from batchrec.errors import UsageError
 from batchrec.recipes.popularity import POPULAR_LIMIT, SCORE, popular_items, ranked
 
 log = logging.getLogger(__name__)
 
 PARAM_TYPES = {"window_days": float}
-SECONDS_PER_DAY = 86400.0
 LATEST = "latest_count"
 PREVIOUS = "previous_count"
 

@@ -28,11 +28,11 @@ import numpy as np
 from pyspark.sql import DataFrame, functions as F
 
 from batchrec.columns import CREATION_TIMESTAMP, ITEM_ID, ITEM_IDX
+from batchrec.dates import SECONDS_PER_DAY
 from batchrec.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_DAY = 86400.0
 BONUS = "bonus"
 N_INTERACTIONS = "n_interactions"
 FIRST_TIMESTAMP = "first_timestamp"
