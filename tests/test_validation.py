@@ -11,9 +11,12 @@ import pytest
 from pyspark.sql import functions as F
 
 from batchrec.config import Settings, ValidationSettings
+from batchrec.datasets import rules
 from batchrec.datasets import validation as v
 from batchrec.datasets.readers import read_dataset
+from batchrec.datasets.rejects import write_rejects
 from batchrec.datasets.schema import load_personalize_schema
+from batchrec.datasets.summary import check_minimums
 from batchrec.errors import DataError, UsageError
 
 RUN_DATE = dt.date(2024, 1, 31)
@@ -31,10 +34,10 @@ def _write(path: Path, text: str | bytes) -> str:
 
 
 def _reasons(spark, path, kind="interactions", schema=None, limits=ValidationSettings()):
-    flagged = v.flag_rows(read_dataset(spark, path, kind, schema=schema), kind, schema, limits,
-                          END_OF_RUN_DATE)
-    return sorted((r["ROW"], r[v._REASON], r[v._FIELD], [h.reason for h in r[v._REASONS]])
-                  for r in flagged.collect())
+    flagged = rules.flag_rows(read_dataset(spark, path, kind, schema=schema), kind, schema, limits,
+                              END_OF_RUN_DATE)
+    return sorted((r["ROW"], r[rules.REASON_COLUMN], r[rules.FIELD_COLUMN],
+                   [h.reason for h in r[rules.REASONS_COLUMN]]) for r in flagged.collect())
 
 
 def test_each_interaction_rule_gives_its_reason(spark, tmp_path):
@@ -87,18 +90,18 @@ def test_items_and_users_follow_their_schemas(spark, tmp_path):
         "i4,shoes,cheap,1700000000\n"
         "i5,shoes,1,\n"))
     schema = load_personalize_schema(CONF_SCHEMAS / "items.json")
-    flagged = v.flag_rows(read_dataset(spark, items, "items", schema=schema), "items", schema,
-                          ValidationSettings(), END_OF_RUN_DATE)
-    got = sorted((r.ITEM_ID, r[v._REASON], r[v._FIELD]) for r in flagged.collect())
+    flagged = rules.flag_rows(read_dataset(spark, items, "items", schema=schema), "items", schema,
+                              ValidationSettings(), END_OF_RUN_DATE)
+    got = sorted((r.ITEM_ID, r[rules.REASON_COLUMN], r[rules.FIELD_COLUMN]) for r in flagged.collect())
     assert got == [("i1", None, None), ("i2", None, None), ("i3", "string_too_long", "CATEGORY"),
                    ("i4", "invalid_number", "PRICE"), ("i5", "missing_value", "CREATION_TIMESTAMP")]
     users = _write(tmp_path / "users.csv", "USER_ID,AGE,TIER\nu1,34,gold\nu2,3.5,\nu3,99999999999,x\n")
     schema = load_personalize_schema(CONF_SCHEMAS / "users.json")
-    flagged = v.flag_rows(read_dataset(spark, users, "users", schema=schema), "users", schema,
-                          ValidationSettings(), END_OF_RUN_DATE)
-    assert sorted((r.USER_ID, r[v._REASON]) for r in flagged.collect()) == [
+    flagged = rules.flag_rows(read_dataset(spark, users, "users", schema=schema), "users", schema,
+                              ValidationSettings(), END_OF_RUN_DATE)
+    assert sorted((r.USER_ID, r[rules.REASON_COLUMN]) for r in flagged.collect()) == [
         ("u1", None), ("u2", "invalid_number"), ("u3", "invalid_number")]
-    valid = v.valid_rows(flagged, "users")
+    valid = rules.valid_rows(flagged, "users")
     assert valid.dtypes == [("USER_ID", "string"), ("AGE", "int"), ("TIER", "string")]
     assert [tuple(r) for r in valid.collect()] == [("u1", 34, "gold")]
 
@@ -132,7 +135,7 @@ def test_load_datasets_types_counts_writes_rejects_and_report(spark, tmp_path):
     # The same run date replaces its rejects; another run date adds its own.
     v.load_datasets(spark, _settings(max_reject_fraction=0.5), path, rejects_path=rejects, run_date=RUN_DATE)
     next_day = RUN_DATE + dt.timedelta(days=1)
-    v.write_rejects(table.limit(1).withColumn("run_date", F.lit(next_day)), rejects, next_day)
+    write_rejects(table.limit(1).withColumn("run_date", F.lit(next_day)), rejects, next_day)
     counts = {str(r.run_date): r["count"] for r in spark.read.format("delta").load(rejects)
               .groupBy("run_date").count().collect()}
     assert counts == {"2024-01-31": 4, "2024-02-01": 1}
@@ -158,10 +161,10 @@ def test_unknown_rename_source_is_a_usage_error(spark, tmp_path):
 def test_check_minimums(spark):
     rows = [("u1", "i1"), ("u1", "i2"), ("u2", "i1"), ("u3", "i1"), ("u3", "i3")]
     df = spark.createDataFrame(rows, "USER_ID string, ITEM_ID string")
-    ok = v.check_minimums(df, ValidationSettings(min_interactions=5, min_users_with_two_interactions=2))
+    ok = check_minimums(df, ValidationSettings(min_interactions=5, min_users_with_two_interactions=2))
     assert (ok["interactions"], ok["users"], ok["users_with_two_interactions"]) == (5, 3, 2)
     with pytest.raises(DataError) as err:
-        v.check_minimums(df, ValidationSettings(), context="train")
+        check_minimums(df, ValidationSettings(), context="train")
     assert str(err.value) == (
         "train: only 5 valid interactions; at least 1000 are needed (Personalize's minimum; lower it "
         "with --min-interactions); only 2 users with at least 2 interactions; at least 25 are needed "

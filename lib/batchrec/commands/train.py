@@ -47,7 +47,8 @@ def run(
         DataError: invalid datasets, or too little data left after preparation.
         JobError: the version could not be written.
     """
-    from batchrec.datasets.validation import check_minimums, load_datasets
+    from batchrec.datasets.summary import check_minimums
+    from batchrec.datasets.validation import load_datasets
 
     given = dict(params)
     resolve_params(recipe, settings, given)  # fail on a bad --param before reading any data

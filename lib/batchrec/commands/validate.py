@@ -17,6 +17,7 @@ from batchrec.config import Settings
 from batchrec.datasets import readers, validation
 from batchrec.datasets import schema as dataset_schema
 from batchrec.datasets.schema import DATASET_KINDS, schemas_by_kind
+from batchrec.datasets.summary import minimum_counts, write_report
 from batchrec.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,11 +54,11 @@ def run(spark: "SparkSession", settings: Settings, run_date: dt.date, *, interac
         spark, settings, interactions, items, users, fmt=data_format, schemas=schemas, renames=renames,
         rejects_path=rejects, report_path=None, run_date=run_date, enforce=False)
     summary = result.summary
-    summary["minimums"] = validation.minimum_counts(result.interactions, settings.validation)
+    summary["minimums"] = minimum_counts(result.interactions, settings.validation)
     summary["failures"] = summary["failures"] + summary["minimums"]["failures"]
     summary["passed"] = not summary["failures"]
     if report is not None:
-        validation.write_report(summary, report)
+        write_report(summary, report)
     click.echo(format_summary(summary))
     if summary["failures"]:
         where = [f"rejected rows: {rejects}"] if rejects else []

@@ -232,11 +232,11 @@ def infer_schema(df: "DataFrame", kind: str) -> DatasetSchema:
     candidates = [c for c in df.columns if c != columns.SOURCE_FILE and not c.startswith("_")]
     aggs = [F.count(F.lit(1)).alias("rows")]
     for i, name in enumerate(candidates):
-        col = F.col(_quote(name))
+        col = F.col(quote_name(name))
         text = F.trim(col.cast("string"))
         present = text.isNotNull() & (text != "")
-        as_long = F.expr(f"try_cast(trim(cast({_quote(name)} as string)) as bigint)")
-        as_double = F.expr(f"try_cast(trim(cast({_quote(name)} as string)) as double)")
+        as_long = F.expr(f"try_cast(trim(cast({quote_name(name)} as string)) as bigint)")
+        as_double = F.expr(f"try_cast(trim(cast({quote_name(name)} as string)) as double)")
         aggs += [
             F.sum(present.cast("long")).alias(f"p{i}"),
             F.sum((present & as_long.isNotNull()).cast("long")).alias(f"l{i}"),
@@ -290,6 +290,6 @@ def _avro_of_spark(simple_type: str) -> str:
         simple_type, DOUBLE if simple_type.startswith("decimal") else STRING)
 
 
-def _quote(name: str) -> str:
+def quote_name(name: str) -> str:
     """A column name safe inside a SQL expression."""
     return "`" + name.replace("`", "``") + "`"

@@ -1,0 +1,125 @@
+"""Validation summary: counts per reason and per file, the JSON report, Personalize's minimums.
+
+One aggregation per dataset counts rows per reason and per file (:func:`summarize`) and fails a
+dataset whose reject fraction exceeds the limit; :func:`check_minimums` enforces Personalize's
+minimum interaction counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from batchrec import columns
+from batchrec.config import ValidationSettings
+from batchrec.datasets.rejects import record_json
+from batchrec.datasets.rules import (FIELD_COLUMN, MILLIS_COLUMN, REASON_COLUMN, REASON_ORDER,
+                                     SECONDS_COLUMN)
+from batchrec.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame
+
+
+def summarize(flagged: "DataFrame", kind: str, path: str, limits: ValidationSettings) -> dict:
+    """Counts per reason and per file in one aggregation, plus notes on timestamp units."""
+    from pyspark.sql import functions as F
+
+    rows = (flagged.groupBy(columns.SOURCE_FILE, REASON_COLUMN, FIELD_COLUMN)
+            .agg(F.count(F.lit(1)).alias("n"), F.sum(MILLIS_COLUMN).alias("ms"),
+                 F.sum(SECONDS_COLUMN).alias("sec"),
+                 F.min(F.when(F.col(REASON_COLUMN).isNotNull(), record_json(flagged))).alias("example"))
+            .collect())  # bounded: files x reasons
+    by_reason: dict[tuple[str, str], dict] = {}
+    per_file: dict[str, list[int]] = {}
+    read = rejected = 0
+    for r in rows:
+        read += r["n"]
+        counts = per_file.setdefault(r[columns.SOURCE_FILE] or path, [0, 0])
+        counts[0] += r["ms"] or 0
+        counts[1] += r["sec"] or 0
+        if r[REASON_COLUMN] is not None:
+            rejected += r["n"]
+            entry = by_reason.setdefault((r[REASON_COLUMN], r[FIELD_COLUMN]),
+                                         {"rows": 0, "example": r["example"]})
+            entry["rows"] += r["n"]
+            entry["example"] = min(entry["example"], r["example"]) if r["example"] else entry["example"]
+    notes = []
+    for source, (ms, sec) in sorted(per_file.items()):
+        if ms and sec:
+            notes.append(f"{source}: mixed timestamp units: {ms} rows look like milliseconds, "
+                         f"{sec} like seconds; Personalize expects epoch seconds")
+        elif ms:
+            notes.append(f"{source}: all {ms} timestamps look like milliseconds; Personalize expects "
+                         "epoch seconds: divide them by 1000")
+    reasons = [{"reason": r, "field": f, **v} for (r, f), v in
+               sorted(by_reason.items(), key=lambda kv: (REASON_ORDER.index(kv[0][0]), kv[0][1]))]
+    fraction = rejected / read if read else 0.0
+    failures = []
+    if read == 0:
+        failures.append(f"{kind} {path}: no rows")
+    elif fraction > limits.max_reject_fraction:
+        top = ", ".join(f"{x['reason']}{' (' + x['field'] + ')' if x['field'] else ''}: {x['rows']}"
+                        for x in reasons)
+        failures.append(f"{kind} {path}: {rejected} of {read} rows rejected ({fraction:.2%}), more "
+                        f"than the allowed {limits.max_reject_fraction:.2%}: {top}"
+                        + "".join(f"; {n}" for n in notes))
+    return {"dataset": kind, "path": path, "files": len(per_file), "rows_read": read,
+            "rows_valid": read - rejected, "rows_rejected": rejected, "reject_fraction": fraction,
+            "max_reject_fraction": limits.max_reject_fraction,
+            "rejects_by_reason": _sum_by_reason(reasons),
+            "reasons": reasons, "notes": notes, "failures": failures, "passed": not failures}
+
+
+def _sum_by_reason(reasons: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in reasons:
+        out[r["reason"]] = out.get(r["reason"], 0) + r["rows"]
+    return out
+
+
+def write_report(summary: Mapping[str, Any], path: Path) -> None:
+    """Write the summary as JSON through a temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def minimum_counts(interactions: "DataFrame", limits: ValidationSettings) -> dict:
+    """Interactions and users with two or more interactions, against Personalize's minimums."""
+    from pyspark.sql import functions as F
+
+    per_user = interactions.groupBy(columns.USER_ID).agg(F.count(F.lit(1)).alias("n"))
+    row = per_user.agg(F.sum("n").alias("rows"), F.count(F.lit(1)).alias("users"),
+                       F.sum((F.col("n") >= 2).cast("long")).alias("users2")).first()
+    n, users2 = row["rows"] or 0, row["users2"] or 0
+    failures = []
+    if n < limits.min_interactions:
+        failures.append(f"only {n} valid interactions; at least {limits.min_interactions} are needed "
+                        "(Personalize's minimum; lower it with --min-interactions)")
+    if users2 < limits.min_users_with_two_interactions:
+        failures.append(f"only {users2} users with at least 2 interactions; at least "
+                        f"{limits.min_users_with_two_interactions} are needed (lower with --min-users)")
+    return {"interactions": n, "users": row["users"], "users_with_two_interactions": users2,
+            "min_interactions": limits.min_interactions,
+            "min_users_with_two_interactions": limits.min_users_with_two_interactions,
+            "failures": failures, "passed": not failures}
+
+
+def check_minimums(interactions_df: "DataFrame", validation_settings: ValidationSettings,
+                   context: str = "") -> dict:
+    """:func:`minimum_counts`, raising DataError when a minimum is not met.
+
+    Raises:
+        DataError: fewer than ``min_interactions`` rows or ``min_users_with_two_interactions`` users.
+    """
+    result = minimum_counts(interactions_df, validation_settings)
+    if result["failures"]:
+        raise DataError(f"{context + ': ' if context else ''}{'; '.join(result['failures'])}")
+    return result
