@@ -87,7 +87,7 @@ class AlsSettings:
     rank: int = 64
     regParam: float = 0.1
     alpha: float = 1.0
-    maxIter: int = 10
+    maxIter: int = 7
     seed: int = 42
     numUserBlocks: int = 0
     numItemBlocks: int = 0

@@ -29,7 +29,7 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
         "rank": (16, 32, 64, 128),
         "regParam": (0.03, 0.1, 0.3, 1.0),
         "alpha": (0.5, 1.0, 2.0, 5.0, 20.0),
-        "maxIter": (10, 15, 20),
+        "maxIter": (5, 10, 15),
     },
     "popularity-count": {},
     "trending-now": {"window_days": (1.0, 3.0, 7.0, 14.0, 30.0)},
