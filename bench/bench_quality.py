@@ -12,6 +12,12 @@ Examples (results in docs/benchmarks.md)::
 
 ``--weights rating`` makes each rating its own event type weighted by its value (confidence =
 1 + alpha * rating); the default ``binary`` gives every rating the weight 1 (confidence = 1 + alpha).
+``--prepare KEY=VALUE`` overrides a ``[prepare]`` setting (e.g. ``half_life_days=365``); in a
+``--grid``, keys written ``prepare.KEY`` sweep ``[prepare]`` settings beside ALS parameters.
+
+Every recipe after the first is compared with the first on ndcg at the largest K: the ratio of
+the means and a 90% paired bootstrap interval over the evaluated users
+(``batchrec.evaluation.compare``), so a margin can be told from noise.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ from pyspark.sql import functions as F
 from batchrec import logs
 from batchrec.columns import EVENT_TYPE, EVENT_VALUE, ITEM_ID, TIMESTAMP, USER_ID
 from batchrec.config import SparkSettings, load_settings
-from batchrec.evaluation import runner, splits
+from batchrec.evaluation import compare, runner, splits
 from batchrec.spark import get_spark
 
+PREPARE_PREFIX = "prepare."
 RATINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
 GRID = {"rank": (32, 64, 128), "regParam": (0.1, 1.0, 10.0), "alpha": (1.0, 5.0, 20.0, 40.0),
         "maxIter": (15,)}
@@ -52,7 +59,8 @@ def settings_for(args):
     base = load_settings()
     ks = tuple(int(k) for k in args.k.split(","))
     evaluate = dataclasses.replace(base.evaluate, protocol=args.protocol, k=ks, seed=args.seed)
-    prepare = base.prepare
+    prepare = dataclasses.replace(base.prepare, **{k: json.loads(v) for k, v in
+                                                   (p.split("=", 1) for p in args.prepare)})
     if args.weights == "rating":
         values = [x / 2 for x in range(1, 11)]
         prepare = dataclasses.replace(prepare, event_weights={f"rating_{v}": v for v in values})
@@ -63,12 +71,25 @@ def evaluate_all(spark, settings, frame, recipes, params):
     config = settings.evaluate
     split = splits.split_interactions(frame, config.protocol, config, settings.prepare).persist()
     context = runner.prepare_context(frame, split, config.k)
-    out = []
+    compared = f"ndcg@{max(config.k)}"
+    out, first = [], None
     for recipe in recipes:
-        result = runner.evaluate_recipe(spark, recipe, context, settings, params.get(recipe))
+        result = runner.evaluate_recipe(spark, recipe, context, settings, params.get(recipe),
+                                        per_user_metric=compared)
+        first = first or result
+        versus = (None if result is first else
+                  {"baseline": first.recipe, "metric": compared,
+                   **compare.paired_ratio(first.per_user, result.per_user, seed=config.seed)})
         out.append({"recipe": result.recipe, "params": result.params, "metrics": result.metrics,
-                    "seconds": result.seconds})
+                    "seconds": result.seconds, "versus_first": versus})
     return split, out
+
+
+def with_point(settings, point):
+    """``settings`` with the grid point's ``prepare.*`` keys applied; the rest are ALS parameters."""
+    prepare = {k[len(PREPARE_PREFIX):]: v for k, v in point.items() if k.startswith(PREPARE_PREFIX)}
+    als = {k: v for k, v in point.items() if not k.startswith(PREPARE_PREFIX)}
+    return dataclasses.replace(settings, prepare=dataclasses.replace(settings.prepare, **prepare)), als
 
 
 def main(argv=None) -> int:
@@ -76,8 +97,10 @@ def main(argv=None) -> int:
     parser.add_argument("--protocol", default="stratified-item", choices=splits.PROTOCOLS)
     parser.add_argument("--k", default="10")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--recipes", nargs="+", default=["user-personalization", "popularity-count"])
+    parser.add_argument("--recipes", nargs="+", default=["popularity-count", "user-personalization"],
+                        help="the first is the baseline the others are compared with")
     parser.add_argument("--param", action="append", default=[], help="ALS KEY=VALUE")
+    parser.add_argument("--prepare", action="append", default=[], help="[prepare] KEY=VALUE")
     parser.add_argument("--weights", choices=("binary", "rating"), default="binary")
     parser.add_argument("--tune", action="store_true")
     parser.add_argument("--grid", default=None, help="JSON grid overriding the default sweep")
@@ -104,7 +127,9 @@ def main(argv=None) -> int:
         for values in itertools.product(*(grid[n] for n in names)):
             point = {**als_params, **dict(zip(names, values))}
             start = time.perf_counter()
-            result = runner.evaluate_recipe(spark, "user-personalization", context, settings, point)
+            point_settings, als_point = with_point(settings, point)
+            result = runner.evaluate_recipe(spark, "user-personalization", context, point_settings,
+                                            als_point)
             line = {"mode": "tune", "protocol": config.protocol, "weights": args.weights,
                     "params": point, "seconds": round(time.perf_counter() - start, 1),
                     **{k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)}}
@@ -117,7 +142,8 @@ def main(argv=None) -> int:
         print(json.dumps({"split": split.stats}))
         for r in results:
             line = {"mode": "evaluate", "protocol": args.protocol, "weights": args.weights,
-                    "recipe": r["recipe"], "params": r["params"], "seconds": r["seconds"],
+                    "prepare": args.prepare, "recipe": r["recipe"], "params": r["params"],
+                    "seconds": r["seconds"], "versus_first": r["versus_first"],
                     **{k: round(v, 4) for k, v in r["metrics"].items() if isinstance(v, float)}}
             print(json.dumps(line), flush=True)
             lines.append(line)

@@ -69,8 +69,16 @@ def test_evaluate_compares_recipes_and_writes_reports(spark, tastes_csv, tmp_pat
     assert pop["metrics"]["popularity_percentile"] > als["metrics"]["popularity_percentile"]
     assert sum(pop["popularity_histogram"]["recommended"]) == 40 * 5
     assert set(als["seconds"]) == {"train", "recommend", "metrics"}
+    # hpo_metric ndcg@10 is not evaluated at K 2,5: recipes are compared on ndcg at the largest K.
+    versus = pop["versus_first"]
+    assert als["versus_first"] is None
+    assert versus["baseline"] == "user-personalization" and versus["metric"] == "ndcg@5"
+    assert versus["ratio"] == pytest.approx(pop["metrics"]["ndcg@5"] / als["metrics"]["ndcg@5"])
+    assert versus["low"] <= versus["ratio"] <= versus["high"] < 1
+    assert versus["wins"] + versus["losses"] + versus["ties"] == versus["users"] == 40
     out = capsys.readouterr().out
     assert "protocol=stratified-user" in out and "ndcg@5" in out and "popularity-count" in out
+    assert "popularity-count / user-personalization ndcg@5: " in out
 
     text = page.read_text()
     assert text.count("src='data:image/png;base64,") == 3

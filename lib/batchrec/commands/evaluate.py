@@ -20,7 +20,7 @@ import click
 from batchrec import __version__, logs
 from batchrec.errors import UsageError
 from batchrec.evaluation import report as reports
-from batchrec.evaluation import runner, splits
+from batchrec.evaluation import compare, runner, splits
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ def run(
         DataError: invalid datasets, or too few users or interactions for the protocol.
     """
     from batchrec.datasets.prepare import select_events
-    from batchrec.datasets.validation import check_minimums, load_datasets
+    from batchrec.datasets.summary import check_minimums
+    from batchrec.datasets.validation import load_datasets
     from batchrec.recipes import resolve_params
 
     config = settings.evaluate
@@ -86,6 +87,7 @@ def run(
         resolve_params(recipe, settings, routed[recipe])
     if hpo:
         runner.check_hpo_metric(config.hpo_metric, config.k)
+    compared = comparison_metric(config)
     started = time.perf_counter()
     datasets = load_datasets(spark, settings, interactions, items=items, users=users,
                              fmt=data_format, schemas=schemas, renames=renames, run_date=run_date)
@@ -105,7 +107,7 @@ def run(
                                                              given, protocol=config.protocol)
             with logs.stage(log, "evaluate", recipe=recipe):
                 result = runner.evaluate_recipe(spark, recipe, context, settings, given,
-                                                histogram=True)
+                                                histogram=True, per_user_metric=compared)
             result.trials = trials
             results.append(result)
         split.unpersist()
@@ -114,7 +116,7 @@ def run(
     finally:
         frame.unpersist()
 
-    document = build_report(settings, run_date, split.stats, context.catalog_size, results,
+    document = build_report(settings, run_date, split.stats, context.catalog_size, results, compared,
                             datasets={"interactions": interactions, "items": items, "users": users,
                                       "format": data_format},
                             seconds=round(time.perf_counter() - started, 2))
@@ -126,10 +128,25 @@ def run(
     return document
 
 
+def comparison_metric(config) -> str:
+    """The metric recipes are compared on: ``evaluate.hpo_metric`` when its K is evaluated, else
+    ndcg at the largest K."""
+    from batchrec.evaluation.metrics import metric_names
+
+    names = metric_names(config.k)
+    return config.hpo_metric if config.hpo_metric in names else f"ndcg@{max(config.k)}"
+
+
 def build_report(settings, run_date: Optional[dt.date], split_stats: dict, catalog_size: int,
-                 results: list, datasets: dict, seconds: float) -> dict[str, Any]:
-    """The JSON report: protocol, seed, K, split sizes, and per recipe params, metrics, timings."""
+                 results: list, compared: str, datasets: dict, seconds: float) -> dict[str, Any]:
+    """The JSON report: protocol, seed, K, split sizes, and per recipe params, metrics, timings.
+
+    Every recipe after the first also gets ``versus_first``: the ratio of its ``compared`` metric
+    (:func:`comparison_metric`) to the first recipe's, with a paired bootstrap interval over the evaluated users
+    (:func:`batchrec.evaluation.compare.paired_ratio`), so a difference can be told from noise.
+    """
     config = settings.evaluate
+    baseline = results[0] if results else None
     return {
         "batchrec_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -146,7 +163,11 @@ def build_report(settings, run_date: Optional[dt.date], split_stats: dict, catal
         "split": split_stats,
         "recipes": [
             {"recipe": r.recipe, "params": r.params, "metrics": r.metrics, "seconds": r.seconds,
-             "hpo_trials": r.trials, "popularity_histogram": r.histogram}
+             "hpo_trials": r.trials, "popularity_histogram": r.histogram,
+             "versus_first": (None if r is baseline else
+                              {"baseline": baseline.recipe, "metric": compared,
+                               **compare.paired_ratio(baseline.per_user, r.per_user,
+                                                      seed=config.seed)})}
             for r in results
         ],
         "seconds": seconds,

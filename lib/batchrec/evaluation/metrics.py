@@ -59,6 +59,7 @@ POPULARITY_PERCENTILE = "popularity_percentile"
 _RECS = "_recs"
 _TRUTH = "_truth"
 _HITS = "_hits"
+_EMPTY_TRUTH = "_empty_truth"
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:
@@ -144,6 +145,17 @@ def _user_metrics(k: int) -> dict[str, Column]:
     }
 
 
+def per_user_metrics(recommendations: DataFrame, truth: DataFrame, ks: Sequence[int],
+                     users: Optional[DataFrame] = None) -> DataFrame:
+    """Every ranking metric at every cut-off for each evaluated user (arguments as in
+    :func:`ranking_metrics`): ``USER_ID`` and one double column per :func:`metric_names` entry."""
+    ks = sorted(set(ks))
+    per_user = _per_user(recommendations, truth, users, max(ks))
+    values = {name: column for k in ks for name, column in _user_metrics(k).items()}
+    return per_user.select(USER_ID, *[c.alias(name) for name, c in values.items()],
+                           (F.size(_TRUTH) == 0).alias(_EMPTY_TRUTH))
+
+
 def ranking_metrics(recommendations: DataFrame, truth: DataFrame, ks: Sequence[int],
                     users: Optional[DataFrame] = None) -> dict[str, float]:
     """Mean per-user ranking metrics at every cut-off (definitions in the module docstring).
@@ -159,14 +171,12 @@ def ranking_metrics(recommendations: DataFrame, truth: DataFrame, ks: Sequence[i
         ``{"precision@5": ..., ..., "users": n, "users_without_truth": m}``; every metric is 0.0
         when there is no user to evaluate.
     """
-    ks = sorted(set(ks))
-    per_user = _per_user(recommendations, truth, users, max(ks))
-    columns = [F.count(F.lit(1)).alias("users"),
-               F.sum((F.size(_TRUTH) == 0).cast("long")).alias("users_without_truth")]
-    for k in ks:
-        columns += [F.avg(c).alias(name) for name, c in _user_metrics(k).items()]
-    row = per_user.agg(*columns).first().asDict()
-    result = {name: float(row[name] or 0.0) for name in metric_names(ks)}
+    names = metric_names(ks)
+    row = per_user_metrics(recommendations, truth, ks, users).agg(
+        F.count(F.lit(1)).alias("users"),
+        F.sum(F.col(_EMPTY_TRUTH).cast("long")).alias("users_without_truth"),
+        *[F.avg(name).alias(name) for name in names]).first().asDict()
+    result = {name: float(row[name] or 0.0) for name in names}
     result["users"] = int(row["users"])
     result["users_without_truth"] = int(row["users_without_truth"] or 0)
     if result["users_without_truth"]:

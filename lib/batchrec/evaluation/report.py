@@ -39,6 +39,13 @@ def format_table(report: Mapping[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
                        for i, cell in enumerate(row)) for row in rows]
+    for r in report["recipes"]:
+        versus = r.get("versus_first")
+        if versus and versus["ratio"] is not None:
+            lines.append(f"{r['recipe']} / {versus['baseline']} {versus['metric']}: "
+                         f"{versus['ratio']:.2f}x ({versus['level']:.0%} interval "
+                         f"{versus['low']:.2f} to {versus['high']:.2f}; {versus['wins']} users "
+                         f"better, {versus['losses']} worse, {versus['ties']} equal)")
     split = report["split"]
     head = (f"protocol={report['protocol']} seed={report['seed']} "
             f"evaluated_users={split['evaluated_users']} truth_pairs={split['truth_pairs']} "

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchrec import logs
-from batchrec.columns import ITEM_ID
+from batchrec.columns import ITEM_ID, USER_ID
 from batchrec.errors import DataError, UsageError
 from batchrec.evaluation import hpo, metrics, splits
 
@@ -33,6 +33,7 @@ class RecipeResult:
     seconds: dict
     histogram: Optional[dict] = None
     trials: list = field(default_factory=list)
+    per_user: Optional[dict] = None  # {user_id: value} of one metric, for paired comparisons
 
 
 @dataclass
@@ -74,12 +75,13 @@ def prepare_context(interactions: DataFrame, split: splits.Split, ks: Sequence[i
 
 
 def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
-                    params: Optional[Mapping[str, Any]] = None, histogram: bool = False
-                    ) -> RecipeResult:
+                    params: Optional[Mapping[str, Any]] = None, histogram: bool = False,
+                    per_user_metric: Optional[str] = None) -> RecipeResult:
     """Train ``recipe`` on the split's training part and measure its lists for the held-out users.
 
     Seen (training) items are always excluded from the candidates, whatever
-    ``recommend.exclude_seen`` says.
+    ``recommend.exclude_seen`` says. With ``per_user_metric`` (e.g. ``ndcg@10``) the result also
+    carries that metric for every evaluated user (one float per user reaches the driver).
     """
     from batchrec.recipes import train_recipe
     from batchrec.scoring.recommend import recommend_for_users
@@ -102,6 +104,11 @@ def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
     seconds["recommend"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     values = metrics.ranking_metrics(recs, split.truth, ks, users=split.users)
+    per_user = None
+    if per_user_metric is not None:
+        rows = (metrics.per_user_metrics(recs, split.truth, ks, users=split.users)
+                .select(USER_ID, per_user_metric).collect())
+        per_user = {row[0]: row[1] for row in rows}
     n_train_users = split.stats.get("train_users")
     values.update(metrics.list_metrics(recs, ks, context.catalog_size, context.popularity,
                                        n_train_users=n_train_users))
@@ -115,7 +122,7 @@ def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
     model.release()
     log.info("recipe=%s %s", recipe, " ".join(
         f"{k}={values[k]:.4f}" for k in metrics.metric_names(ks[-1:]) if k.startswith("ndcg")))
-    return RecipeResult(recipe, dict(model.params), values, seconds, hist)
+    return RecipeResult(recipe, dict(model.params), values, seconds, hist, per_user=per_user)
 
 
 def holdout_metrics(spark, recipe: str, interactions: DataFrame, settings,
