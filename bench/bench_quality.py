@@ -72,16 +72,11 @@ def evaluate_all(spark, settings, frame, recipes, params):
     split = splits.split_interactions(frame, config.protocol, config, settings.prepare).persist()
     context = runner.prepare_context(frame, split, config.k)
     compared = f"ndcg@{max(config.k)}"
-    out, first = [], None
-    for recipe in recipes:
-        result = runner.evaluate_recipe(spark, recipe, context, settings, params.get(recipe),
-                                        per_user_metric=compared)
-        first = first or result
-        versus = (None if result is first else
-                  {"baseline": first.recipe, "metric": compared,
-                   **compare.paired_ratio(first.per_user, result.per_user, seed=config.seed)})
-        out.append({"recipe": result.recipe, "params": result.params, "metrics": result.metrics,
-                    "seconds": result.seconds, "versus_first": versus})
+    results = [runner.evaluate_recipe(spark, recipe, context, settings, params.get(recipe),
+                                      per_user_metric=compared) for recipe in recipes]
+    out = [{"recipe": r.recipe, "params": r.params, "metrics": r.metrics, "seconds": r.seconds,
+            "versus_first": versus}
+           for r, versus in zip(results, compare.versus_first(results, compared, config.seed))]
     return split, out
 
 

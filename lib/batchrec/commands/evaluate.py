@@ -142,11 +142,12 @@ def build_report(settings, run_date: Optional[dt.date], split_stats: dict, catal
     """The JSON report: protocol, seed, K, split sizes, and per recipe params, metrics, timings.
 
     Every recipe after the first also gets ``versus_first``: the ratio of its ``compared`` metric
-    (:func:`comparison_metric`) to the first recipe's, with a paired bootstrap interval over the evaluated users
-    (:func:`batchrec.evaluation.compare.paired_ratio`), so a difference can be told from noise.
+    (:func:`comparison_metric`) to the first recipe's, with a paired bootstrap interval over the
+    evaluated users (:func:`batchrec.evaluation.compare.versus_first`), so a difference can be
+    told from noise.
     """
     config = settings.evaluate
-    baseline = results[0] if results else None
+    versus = compare.versus_first(results, compared, seed=config.seed)
     return {
         "batchrec_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -163,12 +164,8 @@ def build_report(settings, run_date: Optional[dt.date], split_stats: dict, catal
         "split": split_stats,
         "recipes": [
             {"recipe": r.recipe, "params": r.params, "metrics": r.metrics, "seconds": r.seconds,
-             "hpo_trials": r.trials, "popularity_histogram": r.histogram,
-             "versus_first": (None if r is baseline else
-                              {"baseline": baseline.recipe, "metric": compared,
-                               **compare.paired_ratio(baseline.per_user, r.per_user,
-                                                      seed=config.seed)})}
-            for r in results
+             "hpo_trials": r.trials, "popularity_histogram": r.histogram, "versus_first": v}
+            for r, v in zip(results, versus)
         ],
         "seconds": seconds,
     }

@@ -9,7 +9,7 @@ candidate's value is above, below or equal to the baseline's.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -68,3 +68,22 @@ def paired_ratio(baseline: Mapping[str, float], candidate: Mapping[str, float],
                   low=float(np.percentile(ratios, tail)),
                   high=float(np.percentile(ratios, 100 - tail)))
     return result
+
+
+def versus_first(results: Sequence, metric: str, seed: int = SEED) -> list[Optional[dict]]:
+    """Each recipe result against the first one (the baseline) on ``metric``.
+
+    Args:
+        results: ``RecipeResult``s of one split, measured with ``per_user_metric=metric``.
+        metric: the compared metric, e.g. ``ndcg@10``.
+        seed: seed of the bootstrap draws.
+
+    Returns:
+        One entry per result: None for the first, else :func:`paired_ratio` of its per-user values
+        against the first's, with ``baseline`` (the first recipe) and ``metric`` added.
+    """
+    if not results:
+        return []
+    first = results[0]
+    return [None] + [{"baseline": first.recipe, "metric": metric,
+                      **paired_ratio(first.per_user, r.per_user, seed=seed)} for r in results[1:]]
