@@ -82,6 +82,7 @@ def test_evaluate_compares_recipes_and_writes_reports(spark, tastes_csv, tmp_pat
 
     text = page.read_text()
     assert text.count("src='data:image/png;base64,") == 3
+    assert f"<p>popularity-count / user-personalization ndcg@5: {versus['ratio']:.2f}x (90% interval" in text
     # Self-contained: no link, script or image reaches outside the file.
     assert not re.search(r"(src|href)=['\"](?!data:)", text)
     assert "http://" not in text and "https://" not in text and "<script" not in text

@@ -39,6 +39,17 @@ def format_table(report: Mapping[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
                        for i, cell in enumerate(row)) for row in rows]
+    lines += comparison_lines(report)
+    split = report["split"]
+    head = (f"protocol={report['protocol']} seed={report['seed']} "
+            f"evaluated_users={split['evaluated_users']} truth_pairs={split['truth_pairs']} "
+            f"train_interactions={split['train_interactions']}")
+    return "\n".join([head, lines[0], "-" * len(lines[0])] + lines[1:])
+
+
+def comparison_lines(report: Mapping[str, Any]) -> list[str]:
+    """One sentence per recipe compared with the first (its ``versus_first`` entry)."""
+    lines = []
     for r in report["recipes"]:
         versus = r.get("versus_first")
         if versus and versus["ratio"] is not None:
@@ -46,11 +57,7 @@ def format_table(report: Mapping[str, Any]) -> str:
                          f"{versus['ratio']:.2f}x ({versus['level']:.0%} interval "
                          f"{versus['low']:.2f} to {versus['high']:.2f}; {versus['wins']} users "
                          f"better, {versus['losses']} worse, {versus['ties']} equal)")
-    split = report["split"]
-    head = (f"protocol={report['protocol']} seed={report['seed']} "
-            f"evaluated_users={split['evaluated_users']} truth_pairs={split['truth_pairs']} "
-            f"train_interactions={split['train_interactions']}")
-    return "\n".join([head, lines[0], "-" * len(lines[0])] + lines[1:])
+    return lines
 
 
 def _fmt(value: Any) -> str:
@@ -170,6 +177,7 @@ def render_html(report: Mapping[str, Any]) -> str:
                           [[n] + [r["metrics"].get(n) for r in recipes]
                            for n in metric_rows(report)], best=True)
     split_table = _table(["split", "value"], [[k, v] for k, v in report["split"].items()])
+    comparisons = "".join(f"<p>{html.escape(line)}</p>" for line in comparison_lines(report))
     params = "".join(
         f"<h3>{html.escape(r['recipe'])}</h3><pre>{html.escape(json.dumps(r['params'], indent=1))}</pre>"
         + (_table(["trial", "params", report.get("hpo_metric", "value"), "seconds"],
@@ -187,7 +195,7 @@ def render_html(report: Mapping[str, Any]) -> str:
             f"<p>run date {html.escape(str(report.get('run_date')))}, seed {report['seed']}, "
             f"catalogue of {report['catalog_items']} items, batchrec "
             f"{html.escape(str(report.get('batchrec_version')))}</p>"
-            f"<h2>Metrics</h2>{metric_table}{images}<h2>Split</h2>{split_table}"
+            f"<h2>Metrics</h2>{metric_table}{comparisons}{images}<h2>Split</h2>{split_table}"
             f"<h2>Parameters</h2>{params}</body></html>\n")
 
 
