@@ -171,8 +171,13 @@ def ranking_metrics(recommendations: DataFrame, truth: DataFrame, ks: Sequence[i
         ``{"precision@5": ..., ..., "users": n, "users_without_truth": m}``; every metric is 0.0
         when there is no user to evaluate.
     """
+    return mean_metrics(per_user_metrics(recommendations, truth, ks, users), ks)
+
+
+def mean_metrics(per_user: DataFrame, ks: Sequence[int]) -> dict[str, float]:
+    """The averages of :func:`per_user_metrics` rows, as returned by :func:`ranking_metrics`."""
     names = metric_names(ks)
-    row = per_user_metrics(recommendations, truth, ks, users).agg(
+    row = per_user.agg(
         F.count(F.lit(1)).alias("users"),
         F.sum(F.col(_EMPTY_TRUTH).cast("long")).alias("users_without_truth"),
         *[F.avg(name).alias(name) for name in names]).first().asDict()

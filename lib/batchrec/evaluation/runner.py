@@ -103,12 +103,14 @@ def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
     recs.count()
     seconds["recommend"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
-    values = metrics.ranking_metrics(recs, split.truth, ks, users=split.users)
+    per_user_frame = metrics.per_user_metrics(recs, split.truth, ks, users=split.users)
     per_user = None
-    if per_user_metric is not None:
-        rows = (metrics.per_user_metrics(recs, split.truth, ks, users=split.users)
-                .select(USER_ID, per_user_metric).collect())
-        per_user = {row[0]: row[1] for row in rows}
+    if per_user_metric is not None:  # the mean and the per-user values from one computation
+        per_user_frame = per_user_frame.persist()
+        per_user = {row[0]: row[1]
+                    for row in per_user_frame.select(USER_ID, per_user_metric).collect()}
+    values = metrics.mean_metrics(per_user_frame, ks)
+    per_user_frame.unpersist()
     n_train_users = split.stats.get("train_users")
     values.update(metrics.list_metrics(recs, ks, context.catalog_size, context.popularity,
                                        n_train_users=n_train_users))
