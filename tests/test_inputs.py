@@ -6,7 +6,7 @@ import pytest
 
 from batchrec.columns import USER_ID
 from batchrec.errors import DataError
-from batchrec.scoring import inputs
+from batchrec.batch import inputs
 
 USER_LINES = [
     '{"userId": "u1"}',

@@ -7,9 +7,10 @@ import json
 
 from batchrec import registry
 from batchrec.commands import rank
+from batchrec.scoring import ranking
 from batchrec.config import Settings
 from batchrec.recipes import TrainedModel
-from batchrec.scoring import inputs
+from batchrec.batch import inputs
 
 USERS = {"u1": [1.0, 0.0], "u2": [0.0, 1.0]}
 ITEMS = {"a": [1.0, 0.0], "b": [2.0, 0.0], "c": [0.0, 3.0], "d": [1.0, 0.0]}
@@ -35,7 +36,7 @@ def test_rank_lists_orders_by_score_then_id_with_unknown_items_last(spark):
         [(0, "u1", ["zz", "c", "d", "b", "a", "yy"]), (1, "u2", ["a", "c"]), (2, "new", ["a", "q", "c", "b"]),
          (3, "u1", [])],
         "_position long, USER_ID string, itemList array<string>")
-    rows = rank.rank_lists("user-personalization", model_artifacts(spark), requests, users_per_batch=2)
+    rows = ranking.rank_lists("user-personalization", model_artifacts(spark), requests, users_per_batch=2)
     got = sorted(tuple(r) for r in rows.collect())
     assert got == [
         # u1: b=2, then a and d tie at 1 (smaller ID first), c=0; unknown zz, yy last in input order.

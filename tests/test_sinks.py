@@ -6,7 +6,7 @@ import datetime as dt
 import json
 
 from batchrec.columns import USER_ID
-from batchrec.scoring import inputs
+from batchrec.batch import inputs
 from batchrec.sinks import delta, jsonl
 
 RECS_SCHEMA = "USER_ID string, rank int, ITEM_ID string, score double, reason string"

@@ -21,7 +21,8 @@ from batchrec import logs, registry
 from batchrec.dates import end_of_day
 from batchrec.columns import ITEM_ID, OUT_ITEM_ID, OUT_RANK, OUT_REASON, OUT_SCORE, OUT_USER_ID, REASON_POPULAR, USER_ID
 from batchrec.errors import DataError
-from batchrec.scoring import exploration, inputs
+from batchrec.batch import inputs
+from batchrec.scoring import exploration
 from batchrec.scoring.recommend import (RECIPE_USER_PERSONALIZATION, check_num_results,
                                         recommend_for_users, seen_items)
 from batchrec.sinks import delta, jsonl as jsonl_sink

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, functions as F
 
 from batchrec import fs
 from batchrec.columns import ITEM_ID, USER_ID
-from batchrec.scoring.inputs import ERROR, FILE, POSITION, RAW
+from batchrec.batch.inputs import ERROR, FILE, POSITION, RAW
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def recommendation_lines(requests: DataFrame, recs: DataFrame, with_scores: bool
     """Join each request with its ranked items and format the Personalize output line.
 
     Args:
-        requests: ``[_file, _position, _raw, <key>, error]`` (see ``batchrec.scoring.inputs``).
+        requests: ``[_file, _position, _raw, <key>, error]`` (see ``batchrec.batch.inputs``).
         recs: ``[<key>, rank, ITEM_ID, score]``; ``key`` identifies a request's result set.
         with_scores: include ``scores`` (user-personalization and ranking).
 

@@ -1,0 +1,114 @@
+"""Personalized ranking: re-order each request's ``itemList`` by the model's scores, on the executors.
+
+The item factors are broadcast; each Arrow block of requests gathers its listed items' vectors and
+takes one dot product per (request, item): no cross join, no Python loop per item. Order: score
+descending, then item ID ascending; items the model does not know go last in input order
+(``unscored``); a user the model does not know gets the listed items in the stored list's order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, functions as F
+
+from batchrec import registry
+from batchrec.batch import inputs
+from batchrec.columns import ITEM_ID, ITEM_IDX, REASON_MODEL, REASON_UNSCORED, USER_ID, USER_IDX
+from batchrec.scoring import topk
+from batchrec.scoring.recommend import RECIPE_POPULARITY, RECIPE_USER_PERSONALIZATION, artifact, ranked_list
+
+log = logging.getLogger(__name__)
+
+RANK, SCORE, REASON = topk.RANK, topk.SCORE, topk.REASON
+OUTPUT_DDL = (f"{inputs.POSITION} long, {USER_ID} string, {RANK} int, {ITEM_ID} string, "
+              f"{SCORE} double, {REASON} string")
+
+
+def rank_lists(recipe: str, artifacts, requests: DataFrame,
+               users_per_batch: int = topk.DEFAULT_USERS_PER_BATCH) -> DataFrame:
+    """Re-rank ``requests[_position, USER_ID, itemList]``.
+
+    Returns:
+        ``[_position, USER_ID, rank, ITEM_ID, score, reason]``, ranks 1..len(itemList) per line.
+    """
+    requests = requests.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST)
+    matrix = None
+    if recipe == RECIPE_USER_PERSONALIZATION:
+        item_map = artifact(artifacts, registry.ITEM_MAP).select(ITEM_ID, ITEM_IDX)
+        model_items = (artifact(artifacts, registry.ITEM_FACTORS).select(ITEM_IDX, topk.FEATURES)
+                       .join(item_map, ITEM_IDX))
+        matrix = topk.collect_item_matrix(model_items)
+        user_factors = (artifact(artifacts, registry.USER_MAP).select(USER_ID, USER_IDX)
+                        .join(artifact(artifacts, registry.USER_FACTORS), USER_IDX)
+                        .select(USER_ID, topk.FEATURES))
+        requests = requests.join(user_factors, USER_ID, "left")
+        fallback = ranked_list(artifacts, RECIPE_POPULARITY) if registry.POPULAR_ITEMS in artifacts else []
+    else:
+        requests = requests.withColumn(topk.FEATURES, F.lit(None).cast("array<float>"))
+        fallback = ranked_list(artifacts, recipe)
+    requests = requests.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST, topk.FEATURES)
+    spark = requests.sparkSession
+    payload = spark.sparkContext.broadcast((
+        matrix.vectors if matrix is not None else np.zeros((0, 0), np.float32),
+        matrix.item_ids if matrix is not None else np.array([], dtype=object),
+        np.array([i for i, _ in fallback], dtype=object), np.array([r for _, r in fallback], dtype=object)))
+
+    def rank(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pandas as pd
+
+        vectors, item_ids, list_ids, list_reasons = payload.value
+        indexes = (pd.Index(item_ids), pd.Index(list_ids))
+        for batch in batches:
+            for start in range(0, batch.num_rows, users_per_batch):
+                block = batch.slice(start, users_per_batch)
+                if block.num_rows:
+                    yield rank_block(block, vectors, indexes, list_reasons)
+
+    return requests.mapInArrow(rank, OUTPUT_DDL)
+
+
+def rank_block(block: pa.RecordBatch, vectors: np.ndarray, indexes, list_reasons) -> pa.RecordBatch:
+    """Rank one Arrow block of requests ``[_position, USER_ID, itemList, features]``."""
+    model_index, list_index = indexes
+    item_list = block.column(2)
+    parent = pc.list_parent_indices(item_list).to_numpy()
+    listed = item_list.flatten()
+    names = listed.to_numpy(zero_copy_only=False)
+    features = block.column(3)
+    known_user = features.is_valid().to_numpy(zero_copy_only=False)[parent] if len(parent) else np.zeros(0, bool)
+    model_pos = model_index.get_indexer(names) if len(model_index) else np.full(len(names), -1)
+    list_pos = list_index.get_indexer(names) if len(list_index) else np.full(len(names), -1)
+    order_in_input = np.arange(len(names))
+
+    scored = known_user & (model_pos >= 0)
+    scores = np.full(len(names), np.nan)
+    if scored.any():
+        rank_dim = vectors.shape[1]
+        user_rows = np.zeros((block.num_rows, rank_dim), np.float32)
+        valid_rows = np.flatnonzero(features.is_valid().to_numpy(zero_copy_only=False))
+        flat = pc.list_flatten(features.take(pa.array(valid_rows))).to_numpy(zero_copy_only=False)
+        user_rows[valid_rows] = flat.reshape(len(valid_rows), rank_dim)
+        scores[scored] = np.einsum("ij,ij->i", user_rows[parent[scored]], vectors[model_pos[scored]])
+    by_list = ~known_user & (list_pos >= 0)
+    group = np.where(scored | by_list, 0, 1)  # unscored items go last
+    primary = np.where(scored, -np.nan_to_num(scores), np.where(by_list, list_pos, 0)).astype(np.float64)
+    secondary = np.where(scored, model_pos, order_in_input)  # model position = item ID order
+    order = np.lexsort((secondary, primary, group, parent))
+    parent_sorted = parent[order]
+    first = np.searchsorted(parent_sorted, parent_sorted, side="left")
+    ranks = (np.arange(len(order)) - first + 1).astype(np.int32)
+    reasons = np.where(scored, REASON_MODEL,
+                       np.where(by_list, list_reasons[np.maximum(list_pos, 0)] if len(list_reasons)
+                                else REASON_UNSCORED, REASON_UNSCORED)).astype(object)
+    take = pa.array(parent_sorted)
+    return pa.RecordBatch.from_arrays(
+        [block.column(0).take(take), block.column(1).take(take), pa.array(ranks),
+         pa.array(names[order], type=pa.string()),
+         pa.array(np.where(scored, scores, np.nan)[order], type=pa.float64(), from_pandas=True),
+         pa.array(reasons[order], type=pa.string())],
+        names=[inputs.POSITION, USER_ID, RANK, ITEM_ID, SCORE, REASON])
