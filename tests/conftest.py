@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-# $BATCHREC_SHARED_DATA, else ../shared/data beside the checkout (CI clones the repository next
-# to shared/), else the workspace copy.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _origin_checkout():
+    """The checkout this one was cloned from, when it is a local folder (CI clones the repository)."""
+    try:
+        url = subprocess.run(["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = Path(url.removeprefix("file://")) if url else None
+    return path if path is not None and path.is_dir() else None
+
+
+# $BATCHREC_SHARED_DATA, else ../shared/data beside the checkout, else beside the checkout it was
+# cloned from. Nothing names a folder of a particular machine.
 SHARED_DATA_CANDIDATES = [
     Path(os.environ["BATCHREC_SHARED_DATA"]) if os.environ.get("BATCHREC_SHARED_DATA") else None,
-    Path(__file__).resolve().parents[2] / "shared" / "data",
-    Path("/work/shared/data"),
+    REPO.parent / "shared" / "data",
+    (_origin_checkout() or REPO).parent / "shared" / "data",
 ]
 SHARED_DATA = next((p for p in SHARED_DATA_CANDIDATES if p and p.is_dir()), SHARED_DATA_CANDIDATES[1])
 
@@ -47,3 +62,23 @@ def movielens_ratings():
     if not path.is_file():
         pytest.skip(f"shared MovieLens data not found at {path}")
     return path
+
+
+SLOW_MODULES = {"test_demo", "test_spark_submit", "test_evaluate", "test_generate", "test_bench_e2e"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: no Spark session (seconds)")
+    config.addinivalue_line("markers", "spark: uses the shared local Spark session")
+    config.addinivalue_line("markers", "slow: end-to-end runs, subprocesses or real datasets (minutes); "
+                                       "skip with -m 'not slow'")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test ``spark`` or ``unit`` by the fixtures it uses; whole end-to-end modules and
+    tests on the MovieLens data are ``slow``."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.spark if "spark" in fixtures else pytest.mark.unit)
+        if item.module.__name__.rpartition(".")[2] in SLOW_MODULES or "movielens_ratings" in fixtures:
+            item.add_marker(pytest.mark.slow)

@@ -65,7 +65,6 @@ def test_rank_command_writes_delta_and_personalize_lines_and_counts_bad_lines(sp
     summary = rank.run(spark, Settings(), dt.date(2026, 11, 22), solution=solution, output=out,
                        jsonl=str(lines_dir), input_path=str(source))
     assert (summary["requests"], summary["rows"], summary["errors"]) == (2, 5, 1)
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["errors"] == 1
     table = sorted((r.user_id, r.rank, r.item_id, r.reason)
                    for r in spark.read.format("delta").load(out).collect())
     assert table == [("u1", 1, "b", "model"), ("u1", 2, "a", "model"),

@@ -15,6 +15,12 @@ DAY = 86400
 SCHEMA = "USER_ID string, ITEM_ID string, EVENT_TYPE string, EVENT_VALUE double, TIMESTAMP long"
 
 
+def train(spark, recipe, events, settings, params=None, **kwargs):
+    """train_recipe with the settings' [prepare] section and the recipe's resolved parameters."""
+    return train_recipe(spark, recipe, events, settings.prepare, resolve_params(recipe, settings, params),
+                        **kwargs)
+
+
 def make_settings(**sections) -> Settings:
     sections.setdefault("prepare", PrepareSettings(max_user_history_length_percentile=1.0))
     return Settings(**sections)
@@ -41,19 +47,22 @@ def popularity_events(spark):
 
 
 def test_popularity_counts_distinct_users_ties_by_item_id(spark, popularity_events):
-    model = train_recipe(spark, "popularity-count", popularity_events, make_settings())
+    model = train(spark, "popularity-count", popularity_events, make_settings())
     # i2: u1,u2,u3 = 3; i1 and i3: 2 each (tie -> i1 first); i4: 1.
     assert rows_of(model.artifacts["popular_items"], ITEM_ID, "score", "rank") == [
         ("i2", 3.0, 1), ("i1", 2.0, 2), ("i3", 2.0, 3), ("i4", 1.0, 4)]
     assert model.stats["interactions"] == 9
     assert model.stats["users"] == 3 and model.stats["items"] == 4
     assert (model.stats["first_timestamp"], model.stats["last_timestamp"]) == (1, 9)
-    assert set(model.artifacts) == {"user_map", "item_map", "popular_items", "item_stats"}
+    assert set(model.artifacts) == {"user_map", "item_map", "popular_items", "item_stats", "seen_items"}
+    # Seen pairs keep every distinct (user, item, event type), whatever preparation keeps.
+    seen = {tuple(r) for r in model.artifacts["seen_items"].collect()}
+    assert seen == {(u, i, e) for u, i, e, _, _ in POPULARITY_ROWS} and len(seen) == 8
     model.release()
 
 
 def test_popularity_of_one_event_type(spark, popularity_events):
-    model = train_recipe(spark, "popularity-count", popularity_events, make_settings(),
+    model = train(spark, "popularity-count", popularity_events, make_settings(),
                          params={"event_type": "PURCHASE"})
     # purchases: i3 by u1,u2; i1 by u1; i2 by u2.
     assert rows_of(model.artifacts["popular_items"], ITEM_ID, "score", "rank") == [
@@ -63,13 +72,13 @@ def test_popularity_of_one_event_type(spark, popularity_events):
 
 def test_popularity_of_an_absent_event_type_is_a_data_error(spark, popularity_events):
     with pytest.raises(DataError, match=r"event_type='refund': no interaction of this type"):
-        train_recipe(spark, "popularity-count", popularity_events, make_settings(),
+        train(spark, "popularity-count", popularity_events, make_settings(),
                      params={"event_type": "refund"})
 
 
 def test_item_stats_include_catalog_items_without_interactions(spark, popularity_events):
     items = spark.createDataFrame([("i1", 100), ("i9", 200)], "ITEM_ID string, CREATION_TIMESTAMP long")
-    model = train_recipe(spark, "popularity-count", popularity_events, make_settings(), items=items)
+    model = train(spark, "popularity-count", popularity_events, make_settings(), items=items)
     stats = {r[ITEM_ID]: (r[ITEM_IDX], r["n_interactions"], r["first_timestamp"], r["creation_timestamp"])
              for r in model.artifacts["item_stats"].collect()}
     assert stats == {"i1": (0, 2, 5, 100), "i2": (1, 4, 1, None), "i3": (2, 2, 7, None),
@@ -79,7 +88,7 @@ def test_item_stats_include_catalog_items_without_interactions(spark, popularity
 def test_no_interaction_left_after_preparation_is_a_data_error(spark, popularity_events):
     settings = make_settings(prepare=PrepareSettings(event_types=("refund",)))
     with pytest.raises(DataError, match="no interactions left after preparation"):
-        train_recipe(spark, "popularity-count", popularity_events, settings)
+        train(spark, "popularity-count", popularity_events, settings)
 
 
 # ---------------------------------------------------------------- trending-now
@@ -110,7 +119,7 @@ def test_window_counts_and_scores_by_hand(spark):
 
 def test_trending_recipe_uses_reference_time_and_window_param(spark):
     events = spark.createDataFrame(TRENDING_ROWS, SCHEMA)
-    model = train_recipe(spark, "trending-now", events, make_settings(), params={"window_days": 2},
+    model = train(spark, "trending-now", events, make_settings(), params={"window_days": 2},
                          reference_time=REF)
     assert [r[0] for r in rows_of(model.artifacts["trending_items"], ITEM_ID)] == ["x", "y", "t", "v", "z"]
     assert model.stats["trending_fallback"] is None and model.params == {"window_days": 2.0}
@@ -120,7 +129,7 @@ def test_trending_recipe_uses_reference_time_and_window_param(spark):
 def test_trending_falls_back_to_popularity_when_the_windows_are_empty(spark):
     events = spark.createDataFrame(TRENDING_ROWS, SCHEMA)
     settings = make_settings(trending=TrendingSettings(window_days=1.0))
-    model = train_recipe(spark, "trending-now", events, settings, reference_time=REF + 30 * DAY)
+    model = train(spark, "trending-now", events, settings, reference_time=REF + 30 * DAY)
     assert model.stats["trending_fallback"] == "popular"
     assert rows_of(model.artifacts["trending_items"], ITEM_ID, "score") == \
         rows_of(model.artifacts["popular_items"], ITEM_ID, "score")
@@ -138,12 +147,12 @@ def test_trending_falls_back_to_popularity_when_the_windows_are_empty(spark):
         ("user-personalization", {"rank": "big"}, r"rank='big' .* has type str; expected int"),
         ("user-personalization", {"rank": 8.5}, r"rank=8.5 .* has type float; expected int"),
         ("user-personalization", {"nonnegative": 1}, r"nonnegative=1 .* expected bool"),
-        ("user-personalization", {"rank": 0}, r"rank=0 for recipe user-personalization; expected >= 1"),
-        ("trending-now", {"window_days": 0}, r"window_days=0.0 .*expected a number of days > 0"),
+        ("user-personalization", {"rank": 0}, r"rank=0 for recipe user-personalization; expected int >= 1"),
+        ("trending-now", {"window_days": 0}, r"window_days=0.0 for recipe trending-now; expected float > 0.0"),
         ("popularity-count", {"rank": 8}, r"unknown parameter 'rank' for recipe popularity-count; "
          r"valid parameters: event_type"),
-        ("no-such-recipe", {}, r"unknown recipe 'no-such-recipe'; expected one of popularity-count, "
-         r"trending-now, user-personalization"),
+        ("no-such-recipe", {}, r"unknown recipe 'no-such-recipe'; expected one of user-personalization, "
+         r"popularity-count, trending-now"),
     ],
 )
 def test_bad_parameters_are_usage_errors(recipe, params, message):
@@ -176,7 +185,7 @@ def two_group_events(spark):
 
 def test_als_recovers_planted_groups(spark):
     events = two_group_events(spark)
-    model = train_recipe(spark, "user-personalization", events, make_settings(), params=ALS_PARAMS)
+    model = train(spark, "user-personalization", events, make_settings(), params=ALS_PARAMS)
     arts = model.artifacts
     assert dict(arts["user_factors"].dtypes) == {USER_IDX: "int", "features": "array<float>"}
     users = {r[USER_ID]: r[USER_IDX] for r in arts["user_map"].collect()}
@@ -200,7 +209,7 @@ def test_als_recovers_planted_groups(spark):
 
 def test_factor_artifacts_reproduce_mllib_recommendations(spark):
     events = two_group_events(spark)
-    model = train_recipe(spark, "popularity-count", events, make_settings())
+    model = train(spark, "popularity-count", events, make_settings())
     user_map, item_map = model.artifacts["user_map"], model.artifacts["item_map"]
     from batchrec.datasets.prepare import prepare_interactions
 
@@ -224,7 +233,7 @@ def test_long_runs_checkpoint_into_the_given_directory(spark, tmp_path):
         pytest.skip("a checkpoint directory is already set in this session")
     events = two_group_events(spark)
     params = {**ALS_PARAMS, "maxIter": 3, "checkpointInterval": 2, "rank": 2}
-    model = train_recipe(spark, "user-personalization", events, make_settings(), params=params,
+    model = train(spark, "user-personalization", events, make_settings(), params=params,
                          checkpoint_dir=str(tmp_path / "ckpt"))
     assert model.artifacts["user_factors"].count() == 20
     assert str(tmp_path / "ckpt") in spark.sparkContext.getCheckpointDir()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
+import json
 
 import pytest
 
@@ -11,6 +11,7 @@ from batchrec import registry
 from batchrec.cli import main
 from batchrec.commands import train
 from batchrec.config import EvaluateSettings, Settings, ValidationSettings
+from batchrec.errors import JobError
 
 RUN_DATE = dt.date(2026, 1, 10)
 DAY = 86400
@@ -39,9 +40,10 @@ def cli_args(recipe, interactions, solution, *extra):
 def test_cli_trains_popularity_into_a_new_version(spark, tmp_path, interactions_csv, capsys):
     solution = str(tmp_path / "popular")
     assert main(cli_args("popularity-count", interactions_csv, solution)) == 0
-    version_id, path = capsys.readouterr().out.strip().split()
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     loaded = registry.load_version(spark, solution)
-    assert (loaded.version, loaded.path) == (version_id, path)
+    assert (loaded.version, loaded.path) == (summary["version"], summary["path"])
+    assert (summary["command"], summary["recipe"], summary["interactions"]) == ("train", "popularity-count", 120)
     meta = loaded.metadata
     assert meta["recipe"] == "popularity-count" and meta["run_date"] == "2026-01-10"
     assert meta["datasets"] == {"interactions": interactions_csv, "items": None, "users": None, "format": "auto",
@@ -82,23 +84,55 @@ def test_bad_param_is_a_usage_error_before_reading_data(tmp_path, capsys):
     assert "unknown parameter 'rnk' for recipe user-personalization; valid parameters: alpha," in err
 
 
-def test_direct_call_returns_the_version(spark, tmp_path, interactions_csv, capsys):
+def test_direct_call_returns_the_summary(spark, tmp_path, interactions_csv):
     settings = Settings(validation=ValidationSettings(min_interactions=50, min_users_with_two_interactions=10))
-    version = train.run(spark, settings, RUN_DATE, interactions=interactions_csv, recipe="trending-now",
+    summary = train.run(spark, settings, RUN_DATE, interactions=interactions_csv, recipe="trending-now",
                         solution=str(tmp_path / "t"), params=(("window_days", 1),), hpo=False,
                         evaluate=False)
-    assert capsys.readouterr().out.strip() == f"{version.version} {version.path}"
-    assert version.metadata["params"] == {"window_days": 1.0}
+    version = registry.load_version(spark, str(tmp_path / "t"))
+    assert (summary["version"], summary["path"]) == (version.version, version.path)
+    assert summary["params"] == version.metadata["params"] == {"window_days": 1.0}
     trending = registry.read_artifact(spark, version, "trending_items").count()
     assert trending > 0 and version.metadata["data_stats"]["trending_fallback"] is None
 
 
-@pytest.mark.skipif(importlib.util.find_spec("batchrec.evaluation.runner") is None,
-                    reason="the evaluation runner is not available yet")
 def test_evaluate_stores_holdout_metrics(spark, tmp_path, interactions_csv):
     settings = Settings(validation=ValidationSettings(min_interactions=50, min_users_with_two_interactions=10),
-                        evaluate=EvaluateSettings(k=(5,)))  # the catalogue has 10 items
-    version = train.run(spark, settings, RUN_DATE, interactions=interactions_csv, recipe="popularity-count",
+                        evaluate=EvaluateSettings(protocol="stratified-user", k=(5,)))  # 10 items
+    summary = train.run(spark, settings, RUN_DATE, interactions=interactions_csv, recipe="popularity-count",
                         solution=str(tmp_path / "e"), hpo=False, evaluate=True)
-    stored = version.metadata["metrics"]
-    assert stored["protocol"] == "personalize" and ("ndcg@5" in stored or "skipped" in stored)
+    stored = registry.load_version(spark, str(tmp_path / "e")).metadata["metrics"]
+    assert stored == summary["metrics"]
+    assert stored["protocol"] == "stratified-user" and "skipped" not in stored
+    # Every user holds out a quarter of their 4 events; popularity's hits are real numbers in [0, 1].
+    assert stored["split"]["test_users"] > 0 and 0.0 <= stored["ndcg@5"] <= 1.0
+    assert stored["hit_rate@5"] > 0
+
+
+def test_default_training_trains_once_and_stores_no_metrics(spark, tmp_path, interactions_csv):
+    settings = Settings(validation=ValidationSettings(min_interactions=50, min_users_with_two_interactions=10))
+    summary = train.run(spark, settings, RUN_DATE, interactions=interactions_csv, recipe="popularity-count",
+                        solution=str(tmp_path / "d"))
+    assert summary["metrics"] == {}
+    assert registry.load_version(spark, str(tmp_path / "d")).metadata["metrics"] == {}
+
+
+def test_retraining_a_run_date_replaces_its_version_and_latest_follows_the_run_date(
+        spark, tmp_path, interactions_csv):
+    settings = Settings(validation=ValidationSettings(min_interactions=50, min_users_with_two_interactions=10))
+    solution = str(tmp_path / "r")
+    first = train.run(spark, settings, RUN_DATE, interactions=interactions_csv, recipe="popularity-count",
+                      solution=solution)
+    later = train.run(spark, settings, RUN_DATE + dt.timedelta(days=2), interactions=interactions_csv,
+                      recipe="popularity-count", solution=solution)
+    again = train.run(spark, settings, RUN_DATE, interactions=interactions_csv, recipe="popularity-count",
+                      solution=solution)
+    # The retry of RUN_DATE replaced the first version instead of adding a second one.
+    assert registry.list_versions(spark, solution) == sorted([later["version"], again["version"]])
+    assert first["version"] not in registry.list_versions(spark, solution)
+    # A backfill of RUN_DATE + 1 uses the version of RUN_DATE, never the newer one.
+    assert registry.load_version(spark, solution, run_date=RUN_DATE + dt.timedelta(days=1)).version == again["version"]
+    assert registry.load_version(spark, solution, run_date=RUN_DATE + dt.timedelta(days=2)).version == later["version"]
+    assert registry.load_version(spark, solution).version == again["version"]  # newest id without a date
+    with pytest.raises(JobError, match="trained for a run date on or before 2026-01-09"):
+        registry.load_version(spark, solution, run_date=RUN_DATE - dt.timedelta(days=1))

@@ -19,13 +19,13 @@ from typing import Any, Callable, Optional, Sequence
 
 import click
 
-from batchrec import __version__
+from batchrec import __version__, catalogue
 from batchrec.config import load_settings, parse_literal
 from batchrec.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BatchrecError, ConfigError
 
 log = logging.getLogger("batchrec.cli")
 
-RECIPE_NAMES = ("user-personalization", "popularity-count", "trending-now")
+RECIPE_NAMES = catalogue.names()
 PROTOCOL_NAMES = ("personalize", "temporal", "stratified-user", "stratified-item")
 FORMAT_NAMES = ("auto", "csv", "parquet", "delta", "json")
 MAX_NUM_RESULTS = 500
@@ -85,8 +85,10 @@ def _common_options(func: Callable) -> Callable:
                      help="Configuration overlay conf/<ENV>.toml (env: BATCHREC_ENV)."),
         click.option("--master", default=None, help="Spark master URL for embedded runs."),
         click.option("--log-level", default="INFO", show_default=True,
-                     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+                     type=click.Choice(["DEBUG", "INFO", "WARN", "WARNING", "ERROR"], case_sensitive=False),
                      help="batchrec's own log level."),
+        click.option("--summary-file", default=None,
+                     help="Also write the JSON summary line to this file (any Hadoop URI)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -113,24 +115,31 @@ def _dataset_options(required: bool) -> Callable:
     return decorate
 
 
-def _run_job(command: str, overrides: Optional[dict] = None, **kwargs: Any) -> None:
-    """Load configuration, start Spark, run ``batchrec.commands.<command>.run``."""
-    from batchrec import logs
+def _run_job(command: str, overrides: Optional[dict] = None,
+             precheck: Optional[Callable[[Any], None]] = None, **kwargs: Any) -> None:
+    """Load configuration, run ``precheck(settings)``, start Spark, run
+    ``batchrec.commands.<command>.run`` and emit the summary it returns."""
+    from batchrec import logs, summary as run_summary
 
     ctx = click.get_current_context()
-    common = {k: kwargs.pop(k) for k in ("run_date", "config_file", "env", "master", "log_level")}
-    logs.configure(common["log_level"])
+    common = {k: kwargs.pop(k) for k in ("run_date", "config_file", "env", "master", "log_level",
+                                          "summary_file")}
+    logs.configure("WARNING" if common["log_level"].upper() == "WARN" else common["log_level"])
     overrides = {k: v for k, v in (overrides or {}).items() if v}
     if common["master"]:
         overrides.setdefault("spark", {})["master"] = common["master"]
     settings = load_settings(env=common["env"], config_file=common["config_file"], overrides=overrides)
+    if precheck is not None:
+        precheck(settings)  # usage errors (e.g. a bad --param) before a JVM starts
     run_date = common["run_date"] or dt.datetime.now(dt.timezone.utc).date()
     module = importlib.import_module(f"batchrec.commands.{command.replace('-', '_')}")
     from batchrec.spark import get_spark
 
     log.info("command=%s run_date=%s version=%s", ctx.info_name, run_date, __version__)
     spark = get_spark(settings.spark)
-    module.run(spark, settings, run_date, **kwargs)
+    result = module.run(spark, settings, run_date, **kwargs)
+    if isinstance(result, dict):
+        run_summary.emit(result, spark, common["summary_file"])
 
 
 def _compact(**values: Any) -> dict:
@@ -204,8 +213,9 @@ def generate(**kwargs) -> None:
               help="Train on the last N days before the run date.")
 @click.option("--half-life-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Time-decay half-life of interaction weights.")
-@click.option("--evaluate/--no-evaluate", default=True, show_default=True,
-              help="Store hold-out metrics with the version.")
+@click.option("--evaluate/--no-evaluate", default=False, show_default=True,
+              help="Also train on a hold-out split and store its metrics with the version "
+                   "(a second training: about doubles the time; batchrec evaluate measures on demand).")
 def train(min_interactions, min_users, event_types, event_weights, event_value_threshold,
           lookback_days, half_life_days, **kwargs) -> None:
     """Train a recipe into a new immutable solution version."""
@@ -217,20 +227,40 @@ def train(min_interactions, min_users, event_types, event_weights, event_value_t
                             event_value_threshold=event_value_threshold,
                             lookback_days=lookback_days, half_life_days=half_life_days),
     }
-    _run_job("train", overrides, **kwargs)
+    _run_job("train", overrides, precheck=_check_params(kwargs["recipe"], kwargs["params"]), **kwargs)
+
+
+def _check_params(recipe: str, params) -> Callable[[Any], None]:
+    """A precheck of ``--param`` values against the recipe catalogue (no pyspark import)."""
+    def check(settings) -> None:
+        spec = catalogue.get(recipe)
+        catalogue.resolve_params(recipe, getattr(settings, spec.settings_section), dict(params))
+
+    return check
 
 
 def _batch_options(func: Callable) -> Callable:
     """Options shared by the batch inference jobs."""
     options = [
         click.option("--solution", required=True, help="Solution directory (local path or Hadoop URI)."),
-        click.option("--version", "version", default="latest", show_default=True,
-                     help="Solution version id, or latest (newest complete version)."),
+        click.option("--solution-version", "--version", "version", default="latest", show_default=True,
+                     help="Solution version id, or latest (the newest complete version trained for "
+                          "a run date on or before --run-date)."),
         click.option("--output", required=True, help="Delta table receiving the results."),
         click.option("--jsonl", default=None, help="Also write Personalize batch JSON lines into this folder."),
-        click.option("--interactions", default=None, help="Fresher interactions than the version's."),
-        click.option("--items", default=None, help="Fresher items than the version's."),
-        click.option("--users", default=None, help="Fresher users than the version's."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _fresh_data_options(func: Callable) -> Callable:
+    """Fresher datasets than those recorded with the solution version (batch jobs that use them)."""
+    options = [
+        click.option("--interactions", default=None,
+                     help="Fresher interactions: what users saw since training is excluded too."),
+        click.option("--items", default=None, help="Fresher items (creation times for exploration)."),
+        click.option("--users", default=None, help="Fresher users."),
         click.option("--format", "data_format", type=click.Choice(FORMAT_NAMES), default="auto",
                      show_default=True, help="Format of --interactions/--items/--users."),
     ]
@@ -242,6 +272,7 @@ def _batch_options(func: Callable) -> Callable:
 @cli.command()
 @_common_options
 @_batch_options
+@_fresh_data_options
 @click.option("--input", "input_path", default=None,
               help='JSON lines {"userId": ...}; default: every user known to the model.')
 @click.option("--num-results", type=click.IntRange(1, MAX_NUM_RESULTS), default=None,

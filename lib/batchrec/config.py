@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from batchrec import catalogue
 from batchrec.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -78,38 +79,6 @@ class PrepareSettings:
 
 
 @dataclass(frozen=True)
-class AlsSettings:
-    """Spark MLlib ALS parameters, under MLlib's own names (``--param rank=64``).
-
-    ``numUserBlocks``/``numItemBlocks`` of 0 mean "size to the cluster" (Spark's default parallelism).
-    """
-
-    rank: int = 64
-    regParam: float = 0.1
-    alpha: float = 1.0
-    maxIter: int = 7
-    seed: int = 42
-    numUserBlocks: int = 0
-    numItemBlocks: int = 0
-    checkpointInterval: int = 10
-    nonnegative: bool = False
-
-
-@dataclass(frozen=True)
-class PopularitySettings:
-    """popularity-count: items ranked by the number of distinct users."""
-
-    event_type: str = ""
-
-
-@dataclass(frozen=True)
-class TrendingSettings:
-    """trending-now: growth of interactions between the latest window and the one before."""
-
-    window_days: float = 7.0
-
-
-@dataclass(frozen=True)
 class RecommendSettings:
     """Batch inference defaults for ``recommend`` and ``rank``."""
 
@@ -136,18 +105,40 @@ class EvaluateSettings:
     hpo_method: str = "random"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The whole configuration of one batchrec invocation."""
+def _recipe_section(spec) -> type:
+    """A frozen dataclass for a recipe's configuration section, from its catalogue parameters."""
+    fields = [(name, param.type, field(default=param.default)) for name, param in spec.params.items()]
+    cls = dataclasses.make_dataclass(_class_name(spec.settings_section), fields, frozen=True)
+    cls.__doc__ = f"[{spec.settings_section}]: defaults of the {spec.name} recipe ({spec.summary})."
+    cls.__module__ = __name__
+    return cls
 
-    spark: SparkSettings = field(default_factory=SparkSettings)
-    validation: ValidationSettings = field(default_factory=ValidationSettings)
-    prepare: PrepareSettings = field(default_factory=PrepareSettings)
-    als: AlsSettings = field(default_factory=AlsSettings)
-    popularity: PopularitySettings = field(default_factory=PopularitySettings)
-    trending: TrendingSettings = field(default_factory=TrendingSettings)
-    recommend: RecommendSettings = field(default_factory=RecommendSettings)
-    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+
+def _class_name(section: str) -> str:
+    return "".join(part.capitalize() for part in section.split("_")) + "Settings"
+
+
+# Recipe sections come from the recipe catalogue, so a new recipe needs no edit here.
+RECIPE_SECTIONS: dict[str, type] = {spec.settings_section: _recipe_section(spec)
+                                    for spec in catalogue.RECIPES.values()}
+AlsSettings = RECIPE_SECTIONS["als"]
+PopularitySettings = RECIPE_SECTIONS["popularity"]
+TrendingSettings = RECIPE_SECTIONS["trending"]
+
+_FIXED_SECTIONS: dict[str, type] = {
+    "spark": SparkSettings,
+    "validation": ValidationSettings,
+    "prepare": PrepareSettings,
+    "recommend": RecommendSettings,
+    "evaluate": EvaluateSettings,
+}
+Settings = dataclasses.make_dataclass(
+    "Settings",
+    [(name, cls, field(default_factory=cls)) for name, cls in {**_FIXED_SECTIONS, **RECIPE_SECTIONS}.items()],
+    frozen=True,
+)
+Settings.__doc__ = "The whole configuration of one batchrec invocation: one frozen object per section."
+Settings.__module__ = __name__
 
 
 def section_types() -> dict[str, type]:
@@ -227,8 +218,22 @@ def load_settings(
                         f"expected one of {sorted(hints)}"
                     )
                 merged[section][key] = _coerce(value, hints[key], f"{section}.{key}", source)
+                _check_recipe_range(section, key, merged[section][key], source)
 
     return Settings(**{name: cls(**merged[name]) for name, cls in sections.items()})
+
+
+def _check_recipe_range(section: str, key: str, value: Any, source: str) -> None:
+    """A recipe parameter outside its catalogue range is a configuration error (exit 2)."""
+    from batchrec.errors import UsageError
+
+    spec = next((s for s in catalogue.RECIPES.values() if s.settings_section == section), None)
+    if spec is None:
+        return
+    try:
+        spec.params[key].check(f"{section}.{key}", value)
+    except UsageError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _read_toml(path: Path) -> tuple[str, Mapping[str, Any]]:

@@ -27,8 +27,9 @@ from typing import Optional
 from pyspark.sql import DataFrame
 
 import batchrec
+from batchrec import catalogue
 from batchrec.errors import JobError
-from batchrec.fs import exists, first_line, join, list_dirs, list_files, read_text, write_text
+from batchrec.fs import delete, exists, first_line, join, list_dirs, list_files, read_text, write_text
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +39,15 @@ METADATA_FILE = "metadata.json"
 COMPLETE_MARKER = "_COMPLETE"
 LATEST = "latest"
 
-# Artifact names (schemas in the module docstring of batchrec.recipes and the shared brief).
-USER_MAP = "user_map"
-ITEM_MAP = "item_map"
-USER_FACTORS = "user_factors"
-ITEM_FACTORS = "item_factors"
-POPULAR_ITEMS = "popular_items"
-TRENDING_ITEMS = "trending_items"
-ITEM_STATS = "item_stats"
-ARTIFACT_SCHEMAS = {
-    USER_MAP: "USER_ID string, user_idx int",
-    ITEM_MAP: "ITEM_ID string, item_idx int",
-    USER_FACTORS: "user_idx int, features array<float>",
-    ITEM_FACTORS: "item_idx int, features array<float>",
-    POPULAR_ITEMS: "ITEM_ID string, score double, rank int",
-    TRENDING_ITEMS: "ITEM_ID string, score double, rank int",
-    ITEM_STATS: "ITEM_ID string, item_idx int, n_interactions long, first_timestamp long, "
-                "creation_timestamp long",
-}
+# Artifact names and schemas are declared in the recipe catalogue; re-exported here for readers.
+USER_MAP = catalogue.USER_MAP
+ITEM_MAP = catalogue.ITEM_MAP
+USER_FACTORS = catalogue.USER_FACTORS
+ITEM_FACTORS = catalogue.ITEM_FACTORS
+POPULAR_ITEMS = catalogue.POPULAR_ITEMS
+TRENDING_ITEMS = catalogue.TRENDING_ITEMS
+ITEM_STATS = catalogue.ITEM_STATS
+SEEN_ITEMS = catalogue.SEEN_ITEMS
 # Small artifacts are written as one file: fewer objects to list and check on object stores.
 _SINGLE_FILE = {POPULAR_ITEMS, TRENDING_ITEMS}
 
@@ -118,14 +110,27 @@ def save_version(spark, solution: str, model, metadata: dict) -> SolutionVersion
     write_text(spark, join(path, METADATA_FILE), json.dumps(full, indent=2, sort_keys=True, default=str))
     write_text(spark, join(path, COMPLETE_MARKER), version + "\n")
     log.info("saved solution version %s at %s", version, path)
+    if full.get("run_date"):
+        _drop_same_run_date(spark, solution, full["run_date"], keep=version)
     return SolutionVersion(solution, version, path, model.recipe, full)
+
+
+def _drop_same_run_date(spark, solution: str, run_date: str, keep: str) -> None:
+    """A re-run of ``train`` for a run date replaces that date's version (Airflow retries and
+    backfills): the older versions of the same run date are removed once the new one is complete."""
+    for other in list_versions(spark, solution):
+        if other != keep and version_run_date(spark, solution, other) == run_date:
+            log.info("removing solution version %s: replaced by %s for run date %s", other, keep, run_date)
+            # The marker goes first, so a reader never opens a half-deleted version.
+            delete(spark, join(solution, VERSIONS_DIR, other, COMPLETE_MARKER))
+            delete(spark, join(solution, VERSIONS_DIR, other))
 
 
 def _check_schema(name: str, df: DataFrame) -> None:
     """Refuse to save an artifact whose columns differ from the contract readers rely on."""
     from pyspark.sql.types import _parse_datatype_string
 
-    expected = ARTIFACT_SCHEMAS.get(name)
+    expected = catalogue.artifact_schemas().get(name)
     if expected is None:
         return
     wanted = _parse_datatype_string(expected).simpleString()
@@ -147,30 +152,61 @@ def list_versions(spark, solution: str) -> list[str]:
     return sorted(v for v in list_dirs(spark, root) if exists(spark, join(root, v, COMPLETE_MARKER)))
 
 
-def load_version(spark, solution: str, version: str = LATEST) -> SolutionVersion:
-    """Open a complete version (``latest`` = the newest complete one).
+def version_run_date(spark, solution: str, version: str) -> Optional[str]:
+    """The run date (``YYYY-MM-DD``) a version was trained for, or None when it records none."""
+    metadata = _read_metadata(spark, join(solution, VERSIONS_DIR, version, METADATA_FILE))
+    return metadata.get("run_date") or None
+
+
+def load_version(spark, solution: str, version: str = LATEST,
+                 run_date: Optional[dt.date] = None) -> SolutionVersion:
+    """Open a complete version.
+
+    ``latest`` is the newest complete version trained for a run date on or before ``run_date``
+    (any run date when None), so a backfill of an old date never scores with a newer model. A
+    version that records no run date (saved through the library without one) serves any run date,
+    after every dated one.
 
     Raises:
-        JobError: the solution does not exist, has no complete version, the version is unknown or
-            incomplete (the message lists the available ones), or its metadata is unreadable.
+        JobError: the solution does not exist, has no complete version (for the run date), the
+            version is unknown or incomplete (the message lists the available ones), or its
+            metadata is unreadable.
     """
     available = list_versions(spark, solution)
     if not available:
         raise JobError(f"no complete solution version in {solution}; train one with batchrec train")
     if version == LATEST:
-        version = available[-1]
+        version = _latest(spark, solution, available, run_date)
     elif version not in available:
         raise JobError(f"solution version {version!r} not found (or incomplete) in {solution}; "
                        f"available versions: {', '.join(available)}")
     path = join(solution, VERSIONS_DIR, version)
-    metadata_path = join(path, METADATA_FILE)
+    metadata = _read_metadata(spark, join(path, METADATA_FILE))
+    if "recipe" not in metadata:
+        raise JobError(f"corrupt solution metadata {join(path, METADATA_FILE)}: no recipe recorded")
+    return SolutionVersion(solution, version, path, metadata["recipe"], metadata)
+
+
+def _latest(spark, solution: str, available: list[str], run_date: Optional[dt.date]) -> str:
+    if run_date is None:
+        return available[-1]
+    dated = [(version_run_date(spark, solution, v) or "", v) for v in available]  # "" sorts first
+    eligible = [(d, v) for d, v in dated if d <= run_date.isoformat()]
+    if not eligible:
+        raise JobError(f"no solution version in {solution} was trained for a run date on or before "
+                       f"{run_date.isoformat()}; versions: "
+                       f"{', '.join(f'{v} ({d})' for d, v in dated)}")
+    return max(eligible)[1]
+
+
+def _read_metadata(spark, metadata_path: str) -> dict:
     try:
         metadata = json.loads(read_text(spark, metadata_path))
     except (ValueError, JobError) as exc:
         raise JobError(f"corrupt solution metadata {metadata_path}: {exc}") from exc
-    if not isinstance(metadata, dict) or "recipe" not in metadata:
-        raise JobError(f"corrupt solution metadata {metadata_path}: no recipe recorded")
-    return SolutionVersion(solution, version, path, metadata["recipe"], metadata)
+    if not isinstance(metadata, dict):
+        raise JobError(f"corrupt solution metadata {metadata_path}: not a JSON object")
+    return metadata
 
 
 def read_artifact(spark, version: SolutionVersion, name: str) -> DataFrame:

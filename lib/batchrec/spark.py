@@ -13,6 +13,7 @@ Two situations:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,7 +21,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from batchrec.config import SparkSettings
 from batchrec.errors import JobError
@@ -179,3 +180,40 @@ def _maven_jars(coordinates: list[str]) -> list[str]:
         check=True,
     )
     return sorted(str(p) for p in target.glob("*.jar"))
+
+
+@contextlib.contextmanager
+def scoped_conf(spark: "SparkSession", values: dict) -> Iterator[None]:
+    """Set runtime SQL properties for the body and restore the previous values afterwards, so a job
+    leaves no setting behind in a session it shares (tests, notebooks, a pipeline of jobs)."""
+    conf = spark.conf
+    missing = object()
+    before = {key: conf.get(key, None) if conf.get(key, None) is not None else missing for key in values}
+    for key, value in values.items():
+        conf.set(key, str(value))
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is missing:
+                conf.unset(key)
+            else:
+                conf.set(key, value)
+
+
+@contextlib.contextmanager
+def scoped_checkpoint_dir(spark: "SparkSession", directory: Optional[str]) -> Iterator[None]:
+    """Use ``directory`` as the SparkContext's checkpoint directory for the body, then restore the
+    previous one (or none): checkpoints of one job never land in another job's folder."""
+    context = spark.sparkContext
+    if directory is None:
+        yield
+        return
+    previous = context.getCheckpointDir()
+    context.setCheckpointDir(directory)
+    try:
+        yield
+    finally:
+        jvm_context = context._jsc.sc()
+        # checkpointDir is a Scala var; its setter is the only way back to "no checkpoint directory".
+        getattr(jvm_context, "checkpointDir_$eq")(context._jvm.scala.Option.apply(previous))

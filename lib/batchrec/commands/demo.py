@@ -48,19 +48,20 @@ def run(spark, settings: Settings, run_date: dt.date, *, n_users: int, n_items: 
                  users=data["users"], data_format="csv", schemas=schemas, renames=(),
                  rejects=paths["rejects"], report=paths["validation_report"], infer_schema=False)
     _banner("3/4 train")
-    version = train.run(spark, settings, run_date, interactions=data["interactions"],
+    # The demo asks for hold-out metrics (a second, small training) to show what the model is worth.
+    trained = train.run(spark, settings, run_date, interactions=data["interactions"],
                         items=data["items"], users=data["users"], data_format="csv",
-                        schemas=schemas, recipe=RECIPE, solution=paths["solution"])
+                        schemas=schemas, recipe=RECIPE, solution=paths["solution"], evaluate=True)
     _banner("4/4 recommend")
-    recommend.run(spark, settings, run_date, solution=paths["solution"], version=version.version,
+    recommend.run(spark, settings, run_date, solution=paths["solution"], version=trained["version"],
                   output=paths["recommendations"], jsonl=paths["jsonl"], interactions=None,
                   items=None, users=None, data_format="auto", input_path=None)
 
     _banner("results")
     for name, path in paths.items():
         click.echo(f"{name:<18} {path}")
-    if version.metadata.get("metrics"):
-        click.echo("hold-out metrics   " + json.dumps(version.metadata["metrics"], sort_keys=True))
+    if trained.get("metrics"):
+        click.echo("hold-out metrics   " + json.dumps(trained["metrics"], sort_keys=True))
     _show_examples(spark, paths["recommendations"], run_date)
     return paths
 

@@ -31,13 +31,13 @@ def route_params(recipes: tuple[str, ...], params: tuple) -> dict[str, dict]:
     Raises:
         UsageError: a parameter no evaluated recipe accepts, or a bad value for one that does.
     """
-    from batchrec.recipes import recipe_module
+    from batchrec import catalogue
 
     routed: dict[str, dict] = {r: {} for r in recipes}
     for key, value in params:
-        takers = [r for r in recipes if key in recipe_module(r).PARAM_TYPES]
+        takers = [r for r in recipes if key in catalogue.get(r).params]
         if not takers:
-            valid = sorted({k for r in recipes for k in recipe_module(r).PARAM_TYPES})
+            valid = sorted({k for r in recipes for k in catalogue.get(r).params})
             raise UsageError(f"--param {key}={value}: no evaluated recipe ({', '.join(recipes)}) has "
                              f"a parameter {key!r}; valid parameters: {', '.join(valid) or 'none'}")
         for recipe in takers:

@@ -1,8 +1,10 @@
 """``batchrec train``: datasets -> prepared interactions -> recipe -> a new solution version.
 
 Steps: load and validate the datasets, apply the preparation rules and check Personalize's minimums
-on what is left, optionally search parameters (``--hpo``), train, optionally measure hold-out
-metrics (``--evaluate``), save the version, print its id and path (one line on stdout).
+on what is left (the prepared rows are reused by the training), optionally search parameters
+(``--hpo``), train, optionally measure hold-out metrics (``--evaluate``: a second training on a
+split, off by default), save the version (replacing an earlier version of the same run date) and
+return the summary the CLI prints.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ def run(
     solution: str,
     params: tuple = (),
     hpo: bool = False,
-    evaluate: bool = True,
-) -> registry.SolutionVersion:
-    """Train ``recipe`` on the datasets and save a new version under ``solution``.
+    evaluate: bool = False,
+) -> dict:
+    """Train ``recipe`` on the datasets and save a new version under ``solution``; returns the summary
+    (version id and path, parameters, data sizes, metrics).
 
     Raises:
         UsageError: an unknown recipe or parameter (checked before any data is read).
@@ -58,9 +61,11 @@ def run(
         renames=renames, run_date=run_date,
     )
     frame = datasets.interactions  # cached by load_datasets; released at the end
+    events = None
     try:
         with logs.stage(log, "minimums") as info:
-            events = select_events(frame, settings.prepare, reference_time)
+            # Prepared once: the minimums are checked on the rows the recipe then trains on.
+            events = select_events(frame, settings.prepare, reference_time).persist()
             summary = check_minimums(events, settings.validation, context="after event filtering")
             info["rows"] = summary["interactions"]
 
@@ -73,8 +78,9 @@ def run(
             given = {**given, **best}
 
         checkpoint_dir = fs.join(solution, CHECKPOINTS_DIR, secrets.token_hex(4))
-        model = train_recipe(spark, recipe, frame, settings, given, items=datasets.items,
-                             reference_time=reference_time, checkpoint_dir=checkpoint_dir)
+        model = train_recipe(spark, recipe, frame, settings.prepare, resolve_params(recipe, settings, given),
+                             items=datasets.items, reference_time=reference_time,
+                             checkpoint_dir=checkpoint_dir, events=events)
         metrics: dict[str, Any] = {}
         if evaluate:
             from batchrec.evaluation.runner import holdout_metrics
@@ -97,9 +103,15 @@ def run(
         model.release()
         fs.delete(spark, checkpoint_dir)
     finally:
-        frame.unpersist()
-    print(f"{version.version} {version.path}")
-    return version
+        for cached in (events, frame, datasets.items, datasets.users):
+            if cached is not None:
+                cached.unpersist()
+    return {"command": "train", "run_date": run_date.isoformat() if run_date else None,
+            "solution": version.solution, "version": version.version, "path": version.path,
+            "recipe": recipe, "params": version.metadata["params"],
+            "interactions": version.metadata["data_stats"].get("interactions"),
+            "users": version.metadata["data_stats"].get("users"),
+            "items": version.metadata["data_stats"].get("items"), "metrics": metrics}
 
 
 def _prepare_settings(settings) -> dict:

@@ -15,6 +15,7 @@ import random
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from batchrec import catalogue
 from batchrec.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -23,23 +24,9 @@ RANDOM = "random"
 GRID = "grid"
 METHODS = (RANDOM, GRID)
 
-# Values around the tuned defaults (docs/benchmarks.md); MLlib's names for ALS.
-SEARCH_SPACES: dict[str, dict[str, tuple]] = {
-    "user-personalization": {
-        "rank": (16, 32, 64, 128),
-        "regParam": (0.03, 0.1, 0.3, 1.0),
-        "alpha": (0.5, 1.0, 2.0, 5.0, 20.0),
-        "maxIter": (5, 10, 15),
-    },
-    "popularity-count": {},
-    "trending-now": {"window_days": (1.0, 3.0, 7.0, 14.0, 30.0)},
-}
-
-
 def search_space(recipe: str, fixed: Mapping[str, Any] = ()) -> dict[str, tuple]:
-    """The searched parameters of ``recipe`` minus those in ``fixed``."""
-    space = SEARCH_SPACES.get(recipe, {})
-    return {k: v for k, v in space.items() if k not in dict(fixed)}
+    """The searched parameters of ``recipe`` (declared in the recipe catalogue) minus ``fixed``."""
+    return catalogue.search_space(recipe, fixed)
 
 
 def candidates(recipe: str, base: Mapping[str, Any], trials: int, seed: int,

@@ -83,14 +83,17 @@ def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
     ``recommend.exclude_seen`` says. With ``per_user_metric`` (e.g. ``ndcg@10``) the result also
     carries that metric for every evaluated user (one float per user reaches the driver).
     """
-    from batchrec.recipes import train_recipe
+    from batchrec import catalogue
+    from batchrec.recipes import resolve_params, train_recipe
     from batchrec.scoring.recommend import recommend_for_users
 
     split, ks = context.split, context.ks
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    model = train_recipe(spark, recipe, split.train, settings, params, items=context.items)
-    for name in ("user_factors", "item_factors", "popular_items", "trending_items"):
+    model = train_recipe(spark, recipe, split.train, settings.prepare,
+                         resolve_params(recipe, settings, params), items=context.items)
+    materialized = [catalogue.POPULAR_ITEMS, *catalogue.get(recipe).artifacts]
+    for name in materialized:
         if name in model.artifacts:  # materialize now so the timings split where the work is
             model.artifacts[name] = model.artifacts[name].persist()
             model.artifacts[name].count()
@@ -118,7 +121,7 @@ def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
             if histogram and context.popularity is not None else None)
     seconds["metrics"] = round(time.perf_counter() - start, 2)
     recs.unpersist()
-    for name in ("user_factors", "item_factors", "popular_items", "trending_items"):
+    for name in materialized:
         if name in model.artifacts:
             model.artifacts[name].unpersist()
     model.release()

@@ -2,14 +2,14 @@
 
 :func:`train_recipe` is the one entry point: it prepares the interactions (``batchrec.datasets.prepare``),
 indexes the IDs (``batchrec.datasets.indexing``), builds the artifacts every recipe stores (ID maps,
-``popular_items`` for backfill, ``item_stats`` for exploration) and hands the rest to the recipe's
-module, which exposes ``PARAM_TYPES``, ``defaults(settings)``, ``check(params)`` and
-``train(spark, data, params)``.
+``popular_items`` for backfill, ``item_stats`` for exploration, ``seen_items`` for exclusions) and
+hands the rest to the recipe's module, which only has to provide ``train(spark, data, params)``.
+What a recipe is called, its parameters, defaults, search space, artifacts and what its model can
+answer are declared once in :mod:`batchrec.catalogue`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -17,22 +17,13 @@ from typing import Any, Mapping, Optional
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batchrec import logs
-from batchrec.columns import ITEM_ID, ITEM_IDX, TIMESTAMP, USER_ID, USER_IDX
+from batchrec import catalogue, logs
+from batchrec.columns import EVENT_TYPE, ITEM_ID, ITEM_IDX, TIMESTAMP, USER_ID, USER_IDX
 from batchrec.datasets.indexing import build_id_map
 from batchrec.datasets.prepare import aggregate_events, select_events
-from batchrec.errors import DataError, UsageError
+from batchrec.errors import DataError
 
 log = logging.getLogger(__name__)
-
-USER_PERSONALIZATION = "user-personalization"
-POPULARITY_COUNT = "popularity-count"
-TRENDING_NOW = "trending-now"
-RECIPES: dict[str, str] = {
-    USER_PERSONALIZATION: "batchrec.recipes.als",
-    POPULARITY_COUNT: "batchrec.recipes.popularity",
-    TRENDING_NOW: "batchrec.recipes.trending",
-}
 
 
 @dataclass
@@ -69,60 +60,52 @@ class TrainingData:
     item_map: DataFrame
     reference_time: Optional[int]
     checkpoint_dir: Optional[str] = None
+    items: Optional[DataFrame] = None  # the validated Items dataset, for recipes that use metadata
 
 
-def recipe_module(recipe: str):
-    """The module implementing ``recipe``.
-
-    Raises:
-        UsageError: an unknown recipe, listing the known ones.
-    """
-    if recipe not in RECIPES:
-        raise UsageError(f"unknown recipe {recipe!r}; expected one of {', '.join(sorted(RECIPES))}")
-    return importlib.import_module(RECIPES[recipe])
+def recipe_settings(settings, recipe: str):
+    """The configuration section holding ``recipe``'s defaults (``settings.als`` for ALS, ...), or None
+    for a recipe registered after the configuration was built (its catalogue defaults apply)."""
+    return getattr(settings, catalogue.get(recipe).settings_section, None)
 
 
 def resolve_params(recipe: str, settings, params: Optional[Mapping[str, Any]] = None) -> dict:
-    """Recipe defaults from ``settings`` overlaid with ``params``, checked by name, type and range.
+    """Recipe defaults from the whole ``settings`` overlaid with ``params``, checked by the catalogue.
 
     Raises:
-        UsageError: an unknown key (listing the valid ones), a wrong type or an out-of-range value.
+        UsageError: an unknown recipe or parameter (listing the valid ones), a wrong type or an
+            out-of-range value.
     """
-    module = recipe_module(recipe)
-    resolved = dict(module.defaults(settings))
-    for key, value in (params or {}).items():
-        expected = module.PARAM_TYPES.get(key)
-        if expected is None:
-            raise UsageError(f"unknown parameter {key!r} for recipe {recipe}; valid parameters: "
-                             f"{', '.join(sorted(module.PARAM_TYPES)) or 'none'}")
-        resolved[key] = _check_type(recipe, key, value, expected)
-    module.check(resolved)
-    return resolved
+    return catalogue.resolve_params(recipe, recipe_settings(settings, recipe), params)
 
 
 def train_recipe(
     spark,
     recipe: str,
     interactions: DataFrame,
-    settings,
+    prepare,
     params: Optional[Mapping[str, Any]] = None,
     items: Optional[DataFrame] = None,
     *,
     reference_time: Optional[int] = None,
     checkpoint_dir: Optional[str] = None,
+    events: Optional[DataFrame] = None,
 ) -> TrainedModel:
     """Prepare, index and train ``recipe`` on validated interactions.
 
     Args:
         spark: the SparkSession.
-        recipe: a name of :data:`RECIPES`.
+        recipe: a name in :mod:`batchrec.catalogue`.
         interactions: validated, typed interactions (``load_datasets(...).interactions``).
-        settings: the whole :class:`batchrec.config.Settings`.
-        params: recipe parameters overriding the settings (MLlib names for ALS).
-        items: the validated items dataset, when there is one (creation times for ``item_stats``).
+        prepare: the ``[prepare]`` settings (event types and weights, window, decay, caps).
+        params: the recipe's parameters, usually :func:`resolve_params`'s result; a missing one takes
+            the catalogue default.
+        items: the validated items dataset, when there is one (creation times, item metadata).
         reference_time: epoch seconds of "now" for windows and decay; default the latest timestamp.
-        checkpoint_dir: a Hadoop URI for ALS checkpoints on long runs (default: a local temp dir on
+        checkpoint_dir: a Hadoop URI for checkpoints on long runs (default: a local temp dir on
             a local master; none on a cluster).
+        events: ``select_events(interactions, prepare, reference_time)`` when the caller has it
+            already (``train`` checks the minimums on it), so the data is prepared once.
 
     Returns:
         The :class:`TrainedModel`; its artifacts are lazy DataFrames over cached inputs, so call
@@ -132,9 +115,11 @@ def train_recipe(
         UsageError: an unknown recipe or parameter.
         DataError: no interaction is left after preparation.
     """
-    module = recipe_module(recipe)
-    resolved = resolve_params(recipe, settings, params)
-    events = select_events(interactions, settings.prepare, reference_time).persist()
+    spec = catalogue.get(recipe)
+    resolved = catalogue.resolve_params(recipe, None, params)
+    if events is None:
+        events = select_events(interactions, prepare, reference_time)
+    events = events.persist()
     with logs.stage(log, "prepare", recipe=recipe) as info:
         stats = data_stats(events)
         info["rows"] = stats["interactions"]
@@ -155,17 +140,26 @@ def train_recipe(
     from batchrec.recipes.popularity import item_stats, popular_items
 
     artifacts = {
-        "user_map": user_map,
-        "item_map": item_map,
-        "popular_items": popular_items(events, event_type=resolved.get("event_type") or None),
-        "item_stats": item_stats(events, item_map, items),
+        catalogue.USER_MAP: user_map,
+        catalogue.ITEM_MAP: item_map,
+        catalogue.POPULAR_ITEMS: popular_items(events, event_type=resolved.get("event_type") or None),
+        catalogue.ITEM_STATS: item_stats(events, item_map, items),
+        catalogue.SEEN_ITEMS: seen_items(interactions),
     }
-    data = TrainingData(events, prepared, user_map, item_map, int(reference_time), checkpoint_dir)
+    data = TrainingData(events, prepared, user_map, item_map, int(reference_time), checkpoint_dir, items)
     with logs.stage(log, "train", recipe=recipe):
-        own_artifacts, own_stats = module.train(spark, data, resolved)
+        own_artifacts, own_stats = spec.training_module().train(spark, data, resolved)
     artifacts.update(own_artifacts)
     stats.update(own_stats)
     return TrainedModel(recipe, resolved, artifacts, stats, cached=[events, prepared])
+
+
+def seen_items(interactions: DataFrame) -> DataFrame:
+    """Distinct ``[USER_ID, ITEM_ID, EVENT_TYPE]`` of every valid interaction (the whole history, not
+    only the training window): what batch jobs exclude as already seen."""
+    event_type = (F.col(EVENT_TYPE).cast("string") if EVENT_TYPE in interactions.columns
+                  else F.lit(None).cast("string"))
+    return interactions.select(USER_ID, ITEM_ID, event_type.alias(EVENT_TYPE)).distinct()
 
 
 def data_stats(events: DataFrame) -> dict:
@@ -180,18 +174,5 @@ def data_stats(events: DataFrame) -> dict:
     return {k: (None if v is None else int(v)) for k, v in row.asDict().items()}
 
 
-def _check_type(recipe: str, key: str, value: Any, expected: type) -> Any:
-    ok = (
-        (expected is bool and isinstance(value, bool))
-        or (expected is int and isinstance(value, int) and not isinstance(value, bool))
-        or (expected is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (expected is str and isinstance(value, str))
-    )
-    if not ok:
-        raise UsageError(f"parameter {key}={value!r} for recipe {recipe} has type "
-                         f"{type(value).__name__}; expected {expected.__name__}")
-    return float(value) if expected is float else value
-
-
-__all__ = ["RECIPES", "TrainedModel", "TrainingData", "train_recipe", "resolve_params", "recipe_module",
-           "data_stats"]
+__all__ = ["TrainedModel", "TrainingData", "train_recipe", "resolve_params", "recipe_settings",
+           "data_stats", "seen_items"]

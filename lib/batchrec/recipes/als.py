@@ -27,32 +27,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchrec.columns import CONFIDENCE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
-from batchrec.config import AlsSettings
-from batchrec.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
-PARAM_TYPES = {"rank": int, "regParam": float, "alpha": float, "maxIter": int, "seed": int,
-               "numUserBlocks": int, "numItemBlocks": int, "checkpointInterval": int, "nonnegative": bool}
-_MINIMUMS = {"rank": 1, "regParam": 0.0, "alpha": 0.0, "maxIter": 1, "numUserBlocks": 0,
-             "numItemBlocks": 0, "checkpointInterval": -1}
-
-
-def defaults(settings) -> dict:
-    """Parameters from the ``[als]`` settings."""
-    als: AlsSettings = settings.als
-    return {name: getattr(als, name) for name in PARAM_TYPES}
-
-
-def check(params: dict) -> None:
-    """Raises UsageError for a value below its minimum (e.g. ``rank=0``)."""
-    for name, minimum in _MINIMUMS.items():
-        if params[name] < minimum:
-            raise UsageError(f"parameter {name}={params[name]} for recipe user-personalization; "
-                             f"expected >= {minimum}")
-
-
 def block_counts(spark, params: dict) -> tuple[int, int]:
     """The user and item block counts: the configured ones, or default parallelism for 0."""
     cores = max(1, spark.sparkContext.defaultParallelism)
@@ -96,26 +74,30 @@ def factor_artifacts(model) -> dict[str, DataFrame]:
 
 def train(spark, data, params: dict) -> tuple[dict, dict]:
     """Fit ALS on the prepared confidences; artifacts ``user_factors`` and ``item_factors``."""
-    _ensure_checkpoint_dir(spark, params, data.checkpoint_dir)
-    model = fit(spark, ratings(data.prepared, data.user_map, data.item_map), params)
+    from batchrec.spark import scoped_checkpoint_dir
+
+    with scoped_checkpoint_dir(spark, _checkpoint_dir(spark, params, data.checkpoint_dir)):
+        # ALS materializes its factors inside fit, so the checkpoints are all written by now.
+        model = fit(spark, ratings(data.prepared, data.user_map, data.item_map), params)
     user_blocks, item_blocks = block_counts(spark, params)
     return factor_artifacts(model), {"numUserBlocks_used": user_blocks, "numItemBlocks_used": item_blocks}
 
 
-def _ensure_checkpoint_dir(spark, params: dict, checkpoint_dir) -> None:
-    """Give ALS a checkpoint directory when the run is long enough to checkpoint."""
+def _checkpoint_dir(spark, params: dict, checkpoint_dir):
+    """The checkpoint directory ALS should use for this run, or None (too short to checkpoint, or
+    the session already has one)."""
     interval, iterations = params["checkpointInterval"], params["maxIter"]
     context = spark.sparkContext
     if interval <= 0 or iterations <= interval or context.getCheckpointDir():
-        return
+        return None
     if checkpoint_dir is None and context.master.startswith("local"):
         checkpoint_dir = tempfile.mkdtemp(prefix="batchrec-als-checkpoints-", dir=_local_tmp(spark))
     if checkpoint_dir is None:
         log.warning("maxIter=%d > checkpointInterval=%d but no checkpoint directory: ALS runs "
                     "without checkpoints (a long lineage may overflow the stack)", iterations, interval)
-        return
+        return None
     log.info("ALS checkpoints go to %s", checkpoint_dir)
-    context.setCheckpointDir(checkpoint_dir)
+    return checkpoint_dir
 
 
 def _local_tmp(spark) -> str:

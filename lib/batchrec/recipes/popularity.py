@@ -25,18 +25,6 @@ N_INTERACTIONS = "n_interactions"
 FIRST_TIMESTAMP = "first_timestamp"
 ITEM_STATS_CREATION = "creation_timestamp"
 
-PARAM_TYPES = {"event_type": str}
-
-
-def defaults(settings) -> dict:
-    """Parameters from the ``[popularity]`` settings."""
-    return {"event_type": settings.popularity.event_type}
-
-
-def check(params: dict) -> None:
-    """Nothing to range-check: any event type string is acceptable ("" means every type)."""
-
-
 def train(spark, data, params: dict) -> tuple[dict, dict]:
     """The recipe's own artifacts: ``popular_items`` is built by ``train_recipe`` for every recipe.
 

@@ -22,26 +22,12 @@ from pyspark.sql import functions as F
 
 from batchrec.columns import ITEM_ID, TIMESTAMP
 from batchrec.dates import SECONDS_PER_DAY
-from batchrec.errors import UsageError
 from batchrec.recipes.popularity import POPULAR_LIMIT, SCORE, popular_items, ranked
 
 log = logging.getLogger(__name__)
 
-PARAM_TYPES = {"window_days": float}
 LATEST = "latest_count"
 PREVIOUS = "previous_count"
-
-
-def defaults(settings) -> dict:
-    """Parameters from the ``[trending]`` settings."""
-    return {"window_days": settings.trending.window_days}
-
-
-def check(params: dict) -> None:
-    """Raises UsageError unless ``window_days`` > 0."""
-    if not params["window_days"] > 0:
-        raise UsageError(f"parameter window_days={params['window_days']} for recipe trending-now; "
-                         f"expected a number of days > 0")
 
 
 def train(spark, data, params: dict) -> tuple[dict, dict]:

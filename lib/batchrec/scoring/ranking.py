@@ -9,18 +9,18 @@ descending, then item ID ascending; items the model does not know go last in inp
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
 
-from batchrec import registry
+from batchrec import catalogue
 from batchrec.batch import inputs
-from batchrec.columns import ITEM_ID, ITEM_IDX, REASON_MODEL, REASON_UNSCORED, USER_ID, USER_IDX
+from batchrec.columns import ITEM_ID, REASON_MODEL, REASON_UNSCORED, USER_ID
 from batchrec.scoring import topk
-from batchrec.scoring.recommend import RECIPE_POPULARITY, RECIPE_USER_PERSONALIZATION, artifact, ranked_list
+from batchrec.scoring.model import Model
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +31,25 @@ OUTPUT_DDL = (f"{inputs.POSITION} long, {USER_ID} string, {RANK} int, {ITEM_ID} 
 
 def rank_lists(recipe: str, artifacts, requests: DataFrame,
                users_per_batch: int = topk.DEFAULT_USERS_PER_BATCH) -> DataFrame:
-    """Re-rank ``requests[_position, USER_ID, itemList]``.
+    """Re-rank ``requests[_position, USER_ID, itemList]`` with the scorer of ``recipe``.
 
     Returns:
         ``[_position, USER_ID, rank, ITEM_ID, score, reason]``, ranks 1..len(itemList) per line.
+
+    Raises:
+        UsageError: the recipe cannot rank items for a user.
     """
-    requests = requests.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST)
-    matrix = None
-    if recipe == RECIPE_USER_PERSONALIZATION:
-        item_map = artifact(artifacts, registry.ITEM_MAP).select(ITEM_ID, ITEM_IDX)
-        model_items = (artifact(artifacts, registry.ITEM_FACTORS).select(ITEM_IDX, topk.FEATURES)
-                       .join(item_map, ITEM_IDX))
-        matrix = topk.collect_item_matrix(model_items)
-        user_factors = (artifact(artifacts, registry.USER_MAP).select(USER_ID, USER_IDX)
-                        .join(artifact(artifacts, registry.USER_FACTORS), USER_IDX)
-                        .select(USER_ID, topk.FEATURES))
-        requests = requests.join(user_factors, USER_ID, "left")
-        fallback = ranked_list(artifacts, RECIPE_POPULARITY) if registry.POPULAR_ITEMS in artifacts else []
-    else:
-        requests = requests.withColumn(topk.FEATURES, F.lit(None).cast("array<float>"))
-        fallback = ranked_list(artifacts, recipe)
+    spec = catalogue.require(recipe, catalogue.ITEMS_FOR_USER, "rank items for a user")
+    model = Model(spec, artifacts)
+    return spec.scoring_module().rank_items(
+        model, requests.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST), users_per_batch)
+
+
+def rank_requests(requests: DataFrame, matrix: Optional[topk.ItemMatrix],
+                  fallback: Sequence[tuple[str, str]], users_per_batch: int) -> DataFrame:
+    """The ranking kernel: ``requests[_position, USER_ID, itemList, features]`` (null features for
+    users the model cannot score) ordered by dot product with ``matrix``; requests without features
+    follow ``fallback``'s order ``[(ITEM_ID, reason), ...]``."""
     requests = requests.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST, topk.FEATURES)
     spark = requests.sparkSession
     payload = spark.sparkContext.broadcast((

@@ -23,7 +23,8 @@ import uuid
 from pyspark.sql import DataFrame, functions as F
 
 from batchrec import fs
-from batchrec.columns import ITEM_ID, USER_ID
+from batchrec.batch.shapes import RECOMMENDATIONS, OutputShape
+from batchrec.columns import USER_ID
 from batchrec.batch.inputs import ERROR, FILE, POSITION, RAW
 
 log = logging.getLogger(__name__)
@@ -31,28 +32,29 @@ log = logging.getLogger(__name__)
 VALUE = "value"
 RANK = "rank"
 SCORE = "score"
-RECOMMENDED_ITEMS = "recommendedItems"
 SCORES = "scores"
 _RECS = "_recs"
 
 
 def recommendation_lines(requests: DataFrame, recs: DataFrame, with_scores: bool,
-                         key: str = USER_ID) -> DataFrame:
-    """Join each request with its ranked items and format the Personalize output line.
+                         key: str = USER_ID, shape: OutputShape = RECOMMENDATIONS) -> DataFrame:
+    """Join each request with its ranked results and format the Personalize output line.
 
     Args:
         requests: ``[_file, _position, _raw, <key>, error]`` (see ``batchrec.batch.inputs``).
-        recs: ``[<key>, rank, ITEM_ID, score]``; ``key`` identifies a request's result set.
-        with_scores: include ``scores`` (user-personalization and ranking).
+        recs: ``[<key>, rank, <shape.list_column>, score]``; ``key`` identifies a request's result set.
+        with_scores: include ``scores`` (models that score: user-personalization and ranking).
+        shape: the output shape: which column is listed, under which Personalize field.
 
     Returns:
         ``[_file, _position, <key>, value]`` where ``value`` is the JSON line.
     """
+    listed = shape.list_column
     ranked = (recs.groupBy(key)
-              .agg(F.sort_array(F.collect_list(F.struct(RANK, ITEM_ID, SCORE))).alias(_RECS)))
+              .agg(F.sort_array(F.collect_list(F.struct(RANK, listed, SCORE))).alias(_RECS)))
     joined = requests.join(ranked, key, "left")
-    items = F.coalesce(F.col(f"{_RECS}.{ITEM_ID}"), F.array().cast("array<string>"))
-    fields = [items.alias(RECOMMENDED_ITEMS)]
+    items = F.coalesce(F.col(f"{_RECS}.{listed}"), F.array().cast("array<string>"))
+    fields = [items.alias(shape.jsonl_field)]
     if with_scores:
         fields.append(F.coalesce(F.col(f"{_RECS}.{SCORE}"), F.array().cast("array<double>")).alias(SCORES))
     good = F.concat(F.lit('{"input": '), F.trim(F.col(RAW)), F.lit(', "output": '),

@@ -1,0 +1,192 @@
+"""The batch-job runner shared by ``recommend``, ``rank`` (and ``related``, ``segment``).
+
+Every batch job is the same sequence; a job only declares what differs (:class:`BatchJob`):
+
+1. open the solution version trained for the run date (``registry.load_version``) and check that
+   its recipe can answer the job's question (``catalogue``), before reading any data;
+2. read the requests: a Personalize JSON-lines input file, or every user/item the model knows;
+3. eligibility: the pairs each requester has already seen (``batchrec.batch.eligibility``);
+4. score: the job's ``score`` function, which calls the recipe's scorer;
+5. write: the result is computed once (cached) and written through the sinks: the Delta table (one
+   atomic commit per run date and solution) and, with ``--jsonl``, Personalize's JSON lines;
+6. count and return the run summary (the CLI prints it and writes ``--summary-file``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from pyspark.sql import DataFrame, functions as F
+
+from batchrec import catalogue, logs, registry
+from batchrec.batch import eligibility, inputs
+from batchrec.batch.shapes import REASON, OutputShape
+from batchrec.columns import REASON_POPULAR
+from batchrec.errors import DataError
+from batchrec.scoring.model import Model
+from batchrec.sinks import delta, jsonl as jsonl_sink
+from batchrec.spark import scoped_conf
+
+log = logging.getLogger(__name__)
+
+ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job's ``score`` function receives."""
+
+    spark: Any
+    run_date: dt.date
+    model: Model
+    version: registry.SolutionVersion
+    requests: DataFrame  # usable request rows (``batchrec.batch.inputs`` columns)
+    seen: Optional[DataFrame]  # [USER_ID, ITEM_ID] already seen, or None
+    items: Optional[DataFrame] = None  # fresher items (light read), when --items is given
+    settings: Any = None  # the job's settings section
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """The declaration of one batch job.
+
+    Attributes:
+        command: the CLI command, for the summary.
+        capability: what the model must answer (``catalogue.ITEMS_FOR_USER``, ...).
+        what: the question in words, for the error when a model cannot answer it.
+        request_kind: the input lines' kind (``batchrec.batch.inputs.KIND_*``).
+        request_key: the column joining a request line to its results (``USER_ID`` when requests
+            with the same user share one answer, ``_position`` when every line is its own request).
+        shape: the output shape (Delta columns, JSON-lines field).
+        score: ``score(context) -> DataFrame`` of ``shape``'s result columns plus ``request_key``.
+        all_requests: the requests when ``--input`` is absent (from the model), or None when an input
+            file is required.
+        uses_seen: whether the job excludes already-seen pairs.
+        count_label: the summary's name for the number of requests ("users", "requests", ...).
+    """
+
+    command: str
+    capability: str
+    what: str
+    request_kind: str
+    request_key: str
+    shape: OutputShape
+    score: Callable[[JobContext], DataFrame]
+    all_requests: Optional[Callable[[Model], DataFrame]] = None
+    uses_seen: bool = True
+    count_label: str = "requests"
+    summary_extra: dict = field(default_factory=dict)
+
+
+def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution: str,
+                  version: str = registry.LATEST, output: str, jsonl: Optional[str] = None,
+                  input_path: Optional[str] = None, interactions: Optional[str] = None,
+                  items: Optional[str] = None, data_format: str = "auto", job_settings: Any = None,
+                  exclude_seen: bool = True, seen_event_types=(), users_per_batch: int = 2048) -> dict:
+    """Run ``job`` for ``run_date`` (the steps in the module docstring); returns the run summary.
+
+    Raises:
+        UsageError: the model's recipe cannot answer the job's question.
+        JobError: unknown solution or version, missing or corrupt artifact files.
+        DataError: unreadable input or datasets, or an input file without a single usable line.
+    """
+    started = time.perf_counter()
+    # Arrow batches are the scoring blocks' upper bound; the scorers also slice them themselves.
+    with scoped_conf(spark, {ARROW_BATCH_CONF: users_per_batch}):
+        version_ = registry.load_version(spark, solution, version, run_date=run_date)
+        spec = catalogue.require(version_.recipe, job.capability, job.what)
+        model = Model(spec, registry.load_artifacts(spark, version_), version_.metadata.get("params", {}))
+        recorded = version_.metadata.get("datasets") or {}
+        delimiter = settings.validation.csv_delimiter
+
+        requests, errors = _requests(spark, job, model, input_path)
+        seen = None
+        if job.uses_seen and exclude_seen:
+            fresher = interactions or (None if model.has(catalogue.SEEN_ITEMS) else recorded.get("interactions"))
+            fresh_frame = (eligibility.light_interactions(spark, fresher, recorded, _format(data_format, interactions, recorded), delimiter)
+                           if fresher else None)
+            seen = eligibility.seen_pairs(model.artifacts, recorded, fresh_frame, seen_event_types)
+        fresh_items = (eligibility.light_items(spark, items, recorded, data_format, delimiter)
+                       if items else None)
+        usable = requests.where(F.col(inputs.ERROR).isNull())
+        context = JobContext(spark, run_date, model, version_, usable, seen, fresh_items, job_settings)
+        with logs.stage(log, "score", command=job.command, recipe=spec.name):
+            result = job.score(context).persist()
+        try:
+            summary = _write(spark, job, version_, run_date, result, requests, output, jsonl,
+                             with_scores=spec.can(catalogue.SCORED))
+            summary[job.count_label] = usable.select(job.request_key).distinct().count()
+        finally:
+            result.unpersist()
+            requests.unpersist()
+    return {"command": job.command, "run_date": run_date.isoformat(), "solution": version_.solution,
+            "version": version_.version, "recipe": version_.recipe, **summary, "errors": errors,
+            "seconds": round(time.perf_counter() - started, 1), "output": output, "jsonl": jsonl,
+            **job.summary_extra}
+
+
+def _format(data_format: str, given: Optional[str], recorded: dict) -> str:
+    """The format of the interactions read: as given, else as recorded when the path is recorded."""
+    if data_format != "auto" or given:
+        return data_format
+    return recorded.get("format") or "auto"
+
+
+def _requests(spark, job: BatchJob, model: Model, input_path: Optional[str]) -> tuple[DataFrame, int]:
+    if input_path:
+        requests = inputs.read_requests(spark, input_path, job.request_kind).persist()
+        return requests, check_requests(requests, input_path)
+    if job.all_requests is None:
+        raise DataError(f"{job.command} needs --input: a JSON-lines file of requests")
+    return job.all_requests(model).persist(), 0
+
+
+def check_requests(requests: DataFrame, input_path: str) -> int:
+    """Count the bad lines; a file with no usable line at all is a DataError and nothing is written."""
+    row = requests.agg(F.count(F.lit(1)).alias("n"),
+                       F.count(F.col(inputs.ERROR)).alias("bad"),
+                       F.first(F.col(inputs.ERROR), ignorenulls=True).alias("example")).first()
+    if not row["n"]:
+        raise DataError(f"--input {input_path}: no request line in it (empty or blank); "
+                        f"nothing was written")
+    if row["bad"] == row["n"]:
+        raise DataError(f"--input {input_path}: none of its {row['n']} lines is usable; "
+                        f"first problem: {row['example']}; nothing was written")
+    if row["bad"]:
+        log.warning("%d of %d input lines are unusable (first: %s); they get an error line",
+                    row["bad"], row["n"], row["example"])
+    return int(row["bad"] or 0)
+
+
+def _write(spark, job: BatchJob, version_, run_date, result: DataFrame, requests: DataFrame,
+           output: str, jsonl: Optional[str], with_scores: bool) -> dict:
+    shape = job.shape
+    with logs.stage(log, "write_delta", path=output) as info:
+        rows = delta.write_run(result.select(*(c for c, _, _ in shape.columns)), output, run_date,
+                               version_.solution, version_.version, version_.recipe, shape)
+        info["rows"] = rows
+    backfilled = (F.when(F.col(REASON) == REASON_POPULAR, F.col(shape.owner)) if REASON in result.columns
+                  else F.lit(None))
+    counts = result.agg(F.countDistinct(shape.owner).alias("with_results"),
+                        F.countDistinct(backfilled).alias("backfilled")).first()
+    if jsonl:
+        with logs.stage(log, "write_jsonl", path=jsonl):
+            lines = jsonl_sink.recommendation_lines(requests, result, with_scores=with_scores,
+                                                    key=job.request_key, shape=shape)
+            jsonl_sink.write_lines(lines, jsonl, order_by=(inputs.FILE, inputs.POSITION, job.request_key))
+    owner = shape.owner.lower().replace("_id", "s")  # USER_ID -> users, ITEM_ID -> items, segment_id -> segments
+    return {f"{owner}_with_results": int(counts["with_results"]), "rows": rows,
+            f"backfilled_{owner}": int(counts["backfilled"])}
+
+
+def all_owner_requests(frame: DataFrame, key: str, json_key: str) -> DataFrame:
+    """Synthetic request rows ``{"<json_key>": ...}`` for every value of ``frame[key]``, ordered by it."""
+    return (frame.select(key).where(F.col(key).isNotNull()).distinct().select(
+        F.lit("").alias(inputs.FILE), F.lit(None).cast("long").alias(inputs.POSITION),
+        F.lit(None).cast("long").alias(inputs.LINE),
+        F.to_json(F.struct(F.col(key).alias(json_key))).alias(inputs.RAW),
+        F.col(key), F.lit(None).cast("string").alias(inputs.ERROR)))

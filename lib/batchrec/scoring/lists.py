@@ -1,0 +1,35 @@
+"""Scorer of stored-list models (popularity-count, trending-now): one ranked list for everyone.
+
+The catalogue's ``scorer_options["lists"]`` names the lists in order, e.g. trending items then
+popular items; each user gets the first N items of the combined list they have not seen, without
+scores (as Personalize). Ranking orders a request's items by their place in the list; items not in
+it follow in input order (``unscored``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pyspark.sql import DataFrame, functions as F
+
+from batchrec.config import RecommendSettings
+from batchrec.scoring import ranking, topk
+from batchrec.scoring.model import Model
+from batchrec.scoring.recommend import from_list, ranked_list
+
+
+def stored_list(model: Model) -> list[tuple[str, str]]:
+    """The model's combined ranked list ``[(ITEM_ID, reason), ...]``."""
+    return ranked_list(model, model.spec.scorer_options["lists"])
+
+
+def items_for_user(model: Model, users: DataFrame, exclude: Optional[DataFrame], num_results: int,
+                   settings: RecommendSettings, **_context) -> DataFrame:
+    """The first ``num_results`` unseen items of the stored list, for each user."""
+    return from_list(users, stored_list(model), exclude, settings.users_per_batch, 0, num_results)
+
+
+def rank_items(model: Model, requests: DataFrame, users_per_batch: int) -> DataFrame:
+    """Each request's items in the stored list's order."""
+    requests = requests.withColumn(topk.FEATURES, F.lit(None).cast("array<float>"))
+    return ranking.rank_requests(requests, None, stored_list(model), users_per_batch)
