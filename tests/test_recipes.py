@@ -236,4 +236,6 @@ def test_long_runs_checkpoint_into_the_given_directory(spark, tmp_path):
     model = train(spark, "user-personalization", events, make_settings(), params=params,
                          checkpoint_dir=str(tmp_path / "ckpt"))
     assert model.artifacts["user_factors"].count() == 20
-    assert str(tmp_path / "ckpt") in spark.sparkContext.getCheckpointDir()
+    # ALS checkpointed into the given folder, and the session's checkpoint setting was restored.
+    assert list((tmp_path / "ckpt").glob("*/rdd-*"))
+    assert spark.sparkContext.getCheckpointDir() is None

@@ -138,7 +138,7 @@ def _run_job(command: str, overrides: Optional[dict] = None,
     log.info("command=%s run_date=%s version=%s", ctx.info_name, run_date, __version__)
     spark = get_spark(settings.spark)
     result = module.run(spark, settings, run_date, **kwargs)
-    if isinstance(result, dict):
+    if isinstance(result, dict) and result:  # --infer-schema prints a schema, not a summary
         run_summary.emit(result, spark, common["summary_file"])
 
 
