@@ -319,6 +319,24 @@ def default_conf_dir() -> Optional[Path]:
     return None
 
 
+def layer_files(env: Optional[str] = None, config_file: Optional[Path] = None,
+                conf_dir: Optional[Path] = None) -> list[tuple[str, Path]]:
+    """``(label, path)`` of the configuration files :func:`load_settings` reads, lowest first.
+
+    The labels name where each came from (``conf/base.toml``, ``--env NAME``, ``--config``), so the
+    location guard can refuse an output that would overwrite one of them.
+    """
+    conf_dir = conf_dir if conf_dir is not None else default_conf_dir()
+    files: list[tuple[str, Path]] = []
+    if conf_dir is not None and (conf_dir / BASE_FILE).is_file():
+        files.append((f"conf/{BASE_FILE}", conf_dir / BASE_FILE))
+    if env:
+        files.append((f"--env {env}", (conf_dir or Path("conf")) / f"{env}.toml"))
+    if config_file is not None:
+        files.append(("--config", Path(config_file)))
+    return files
+
+
 def load_settings(
     env: Optional[str] = None,
     config_file: Optional[Path] = None,
