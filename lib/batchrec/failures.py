@@ -34,6 +34,7 @@ _FILESYSTEM_CLASSES = {"S3AFileSystem": "s3a", "AzureBlobFileSystem": "abfs",
                        "GoogleHadoopFileSystem": "gs"}
 _READ_FILE = re.compile(r"Encountered error while reading file (\S+?)\.?(\s|$)")
 _UNIVOCITY_LINE = re.compile(r"line=(\d+)")
+_UNIVOCITY_PREFIX = re.compile(r"^[\w.]+Exception - ")
 _PYTHON_ERROR = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception)): (.*)$")
 MAX_CHAIN = 12
 
@@ -132,7 +133,7 @@ def translate(exc: BaseException, where: str = "", spark: Any = None) -> Optiona
         parsing = next(m for c, m in chain if "TextParsingException" in c)
         line = _UNIVOCITY_LINE.search(parsing)
         at = f"line {int(line.group(1)) + 1}: " if line else ""
-        detail = _first(parsing).split(". To allow")[0].rstrip(".")
+        detail = _UNIVOCITY_PREFIX.sub("", _first(parsing)).split(". To allow")[0].rstrip(".")
         return DataError(f"{located}{at}not valid CSV (RFC 4180): {detail}; inside a quoted field a "
                          'quote is written twice ("a""b") and nothing may follow the closing quote')
     if any(c.endswith(("MalformedInputException", "CharacterCodingException")) for c in classes):
@@ -149,6 +150,12 @@ def translate(exc: BaseException, where: str = "", spark: Any = None) -> Optiona
     if source is not None:
         return DataError(f"{source}: cannot read the file ({root_class.rsplit('.', 1)[-1]}: {root})")
     return None
+
+
+def failed_file(exc: BaseException) -> Optional[str]:
+    """The file Spark was reading when ``exc`` happened (from FAILED_READ_FILE), or None."""
+    match = _READ_FILE.search("\n".join(f"{c}: {m}" for c, m in java_chain(exc)))
+    return match.group(1) if match else None
 
 
 def one_line(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ import uuid
 
 from batchrec.errors import BatchrecError, JobError, UsageError
 
-LOCAL_CHECKSUM_FS = "org.apache.hadoop.fs.LocalFileSystem"
+CHECKSUM_FS = "org.apache.hadoop.fs.ChecksumFileSystem"
 
 
 def join(*parts: str) -> str:
@@ -88,7 +88,8 @@ def list_files(spark, uri: str) -> dict[str, int]:
 def write_text(spark, uri: str, text: str) -> None:
     """Create (or overwrite) the file ``uri`` with ``text`` in UTF-8."""
     fs, path = hadoop_path(spark, uri)
-    if fs.getClass().getName() == LOCAL_CHECKSUM_FS:
+    checksummed = spark.sparkContext._jvm.java.lang.Class.forName(CHECKSUM_FS)
+    if checksummed.isInstance(fs) and str(fs.getScheme()) == "file":
         # Hadoop's local file system would add a hidden .<name>.crc file beside every report.
         fs = fs.getRawFileSystem()
     stream = fs.create(path, True)
