@@ -140,9 +140,9 @@ def check_locations(spark, inputs: Sequence[Location], outputs: Sequence[Locatio
                 if other.location.kind == KIND_SOLUTION and what == "input":
                     what = "solution"
                 raise UsageError(
-                    f"{_name(out)} {relation} {_name(other)}: an output may not equal, contain or sit "
-                    f"inside an input, a solution or another output (this one would overwrite the "
-                    f"{what}); choose another path for {out.location.option}")
+                    f"{_name(out)} {relation} the {what} {_name(other)}: an output may not equal, "
+                    f"contain or sit inside an input, a solution or another output; choose another "
+                    f"path for {out.location.option}")
     for out in resolved_outputs:
         _check_kind(spark, out)
     keys: dict[str, str] = {}
@@ -171,8 +171,10 @@ def local_uri(path: str) -> str:
 
 
 def _name(item: _Resolved) -> str:
+    """``--option path``, with the qualified form when it says more than the given spelling."""
     given = item.location.uri
-    shown = given if given.rstrip("/") == item.qualified else f"{given} ({item.qualified})"
+    same = item.qualified in (given.rstrip("/"), "file:" + given.rstrip("/"))
+    shown = given if same else f"{given} ({item.qualified})"
     return f"{item.location.option} {shown}".strip()
 
 

@@ -221,11 +221,20 @@ def read_artifact(spark, version: SolutionVersion, name: str, verify: bool = Tru
         df = spark.read.parquet(target)
         df.schema  # noqa: B018 - forces the footer read so a bad file fails here
     except Exception as exc:  # Spark raises AnalysisException or a Py4J error for unreadable Parquet
-        raise JobError(f"corrupt artifact {_failed_file(exc) or target}: {_cause(exc)} "
-                       f"(solution version {version.version})") from exc
+        raise _corrupt(exc, version, target, recorded[name]) from exc
     if verify:
         _verify_content(df, version, name, target, recorded[name])
     return df
+
+
+def _corrupt(exc: Exception, version: SolutionVersion, target: str, recorded: dict) -> JobError:
+    """A one-line JobError naming the artifact file the failure was about (or the artifact)."""
+    from batchrec.failures import java_chain, one_line
+
+    text = "\n".join(f"{c}: {m}" for c, m in java_chain(exc)) or str(exc)
+    named = next((f for f in sorted(recorded.get("files", {})) if f in text), None)
+    where = f"corrupt artifact file {join(target, named)}" if named else f"corrupt artifact {target}"
+    return JobError(f"{where}: {one_line(exc)} (solution version {version.version})")
 
 
 def _verify_content(df: DataFrame, version: SolutionVersion, name: str, target: str, recorded: dict) -> None:
@@ -233,8 +242,7 @@ def _verify_content(df: DataFrame, version: SolutionVersion, name: str, target: 
     try:
         found = file_digests(df)
     except Exception as exc:  # a page that does not decode: Spark names the file it was reading
-        raise JobError(f"corrupt artifact file {_failed_file(exc) or target}: {_cause(exc)} "
-                       f"(solution version {version.version})") from exc
+        raise _corrupt(exc, version, target, recorded) from exc
     content = recorded.get("content")
     if content is None:  # written before digests were recorded: the row count is what we know
         rows = sum(n for n, _ in found.values())
@@ -248,18 +256,6 @@ def _verify_content(df: DataFrame, version: SolutionVersion, name: str, target: 
             raise JobError(f"corrupt artifact file {join(target, file_name)}: its content differs from "
                            f"what was written ({rows} rows, {expected['rows']} when written; content "
                            f"digest differs) (solution version {version.version})")
-
-
-def _failed_file(exc: Exception) -> Optional[str]:
-    from batchrec.failures import failed_file
-
-    return failed_file(exc)
-
-
-def _cause(exc: Exception) -> str:
-    from batchrec.failures import one_line
-
-    return one_line(exc)
 
 
 def load_artifacts(spark, version: SolutionVersion, verify: bool = True) -> dict[str, DataFrame]:
