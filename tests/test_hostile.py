@@ -378,7 +378,7 @@ def test_a_configuration_file_that_is_not_utf8_or_not_a_file(monkeypatch, capsys
     code, _, err = cli(capsys, "validate", "--interactions", "x.csv", "--config", config)
     assert code == 2
     assert one_line(err) == (f"batchrec: configuration error: {config}: not UTF-8 text (byte 0xe9 at offset "
-                             "24); expected a TOML file saved as UTF-8")
+                             "23); expected a TOML file saved as UTF-8")
     code, _, err = cli(capsys, "validate", "--interactions", "x.csv", "--config", tmp_path)
     assert code == 2 and "is a folder; expected a TOML file" in one_line(err)
 

@@ -232,8 +232,21 @@ def _checkpoint_interval(value: int) -> Optional[str]:
     return None if value == -1 or value >= 1 else "-1 (never) or a number of iterations >= 1"
 
 
-def _conf_keys(value: Mapping[str, str]) -> Optional[str]:
-    return "non-empty property names" if any(not k.strip() for k in value) else None
+# Spark properties whose impossible values would stop the JVM from starting.
+_CONF_MEMORY = re.compile(r"^spark\.(driver|executor)\.(memory|memoryOverhead)$")
+_CONF_COUNTS = ("spark.sql.shuffle.partitions", "spark.default.parallelism", "spark.executor.cores",
+                "spark.executor.instances", "spark.driver.cores")
+
+
+def _conf(value: Mapping[str, str]) -> Optional[str]:
+    for key, setting in value.items():
+        if not key.strip():
+            return "non-empty property names"
+        if _CONF_MEMORY.match(key) and not _MEMORY.match(setting.strip()):
+            return f"{key} to be a JVM memory size such as 512m or 4g"
+        if key in _CONF_COUNTS and not (setting.strip().isdigit() and int(setting) >= 1):
+            return f"{key} to be a whole number >= 1"
+    return None
 
 
 CHECKS: dict[str, Check] = {
@@ -244,7 +257,7 @@ CHECKS: dict[str, Check] = {
     "spark.shuffle_partitions": _number(1),
     "spark.packages": _each(_pattern(_MAVEN, "Maven coordinates GROUP:ARTIFACT:VERSION")),
     "spark.log_level": _one_of(SPARK_LOG_LEVELS, case_sensitive=False),
-    "spark.conf": _conf_keys,
+    "spark.conf": _conf,
     "validation.max_reject_fraction": _number(0, 1),
     "validation.min_interactions": _number(0),
     "validation.min_users_with_two_interactions": _number(0),
