@@ -21,7 +21,8 @@ import click
 
 from batchrec import __version__, catalogue
 from batchrec.config import load_settings, parse_literal
-from batchrec.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BatchrecError, ConfigError
+from batchrec.errors import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BatchrecError, ConfigError,
+                             UsageError)
 
 log = logging.getLogger("batchrec.cli")
 
@@ -29,6 +30,9 @@ RECIPE_NAMES = catalogue.names()
 PROTOCOL_NAMES = ("personalize", "temporal", "stratified-user", "stratified-item")
 FORMAT_NAMES = ("auto", "csv", "parquet", "delta", "json")
 MAX_NUM_RESULTS = 500
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR")
+# click >= 8.2 raises this for a bare group invocation; it shows the help rather than an error.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -85,8 +89,8 @@ def _common_options(func: Callable) -> Callable:
                      help="Configuration overlay conf/<ENV>.toml (env: BATCHREC_ENV)."),
         click.option("--master", default=None, help="Spark master URL for embedded runs."),
         click.option("--log-level", default="INFO", show_default=True,
-                     type=click.Choice(["DEBUG", "INFO", "WARN", "WARNING", "ERROR"], case_sensitive=False),
-                     help="batchrec's own log level."),
+                     type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                     help="batchrec's own log level (DEBUG also logs the traceback of a failure)."),
         click.option("--summary-file", default=None,
                      help="Also write the JSON summary line to this file (any Hadoop URI)."),
     ]
@@ -121,10 +125,14 @@ def _run_job(command: str, overrides: Optional[dict] = None,
     ``batchrec.commands.<command>.run`` and emit the summary it returns."""
     from batchrec import logs, summary as run_summary
 
+    from batchrec.config import layer_files
+    from batchrec.locations import KIND_FILE, Location, ambient_inputs, local_uri
+
     ctx = click.get_current_context()
     common = {k: kwargs.pop(k) for k in ("run_date", "config_file", "env", "master", "log_level",
                                           "summary_file")}
-    logs.configure("WARNING" if common["log_level"].upper() == "WARN" else common["log_level"])
+    level = common["log_level"].upper()
+    logs.configure("WARNING" if level == "WARN" else level)
     overrides = {k: v for k, v in (overrides or {}).items() if v}
     if common["master"]:
         overrides.setdefault("spark", {})["master"] = common["master"]
@@ -137,7 +145,11 @@ def _run_job(command: str, overrides: Optional[dict] = None,
 
     log.info("command=%s run_date=%s version=%s", ctx.info_name, run_date, __version__)
     spark = get_spark(settings.spark)
-    result = module.run(spark, settings, run_date, **kwargs)
+    # The configuration files are inputs too: no output of the job may overwrite one.
+    config_files = [Location(label, local_uri(str(path)), KIND_FILE)
+                    for label, path in layer_files(common["env"], common["config_file"])]
+    with ambient_inputs(config_files):
+        result = module.run(spark, settings, run_date, **kwargs)
     if isinstance(result, dict) and result:  # --infer-schema prints a schema, not a summary
         run_summary.emit(result, spark, common["summary_file"])
 
@@ -157,8 +169,7 @@ def cli() -> None:
 @_common_options
 @_dataset_options(required=True)
 @click.option("--rejects", default=None, help="Delta table receiving every rejected row with its reason.")
-@click.option("--report", type=click.Path(path_type=Path), default=None,
-              help="Write the validation summary as JSON here.")
+@click.option("--report", default=None, help="Write the validation summary as JSON to this file (path or URI).")
 @click.option("--delimiter", default=None, help="CSV field delimiter (default ',').")
 @click.option("--max-reject-fraction", type=click.FloatRange(0, 1), default=None,
               help="Fail when more than this fraction of a dataset's rows is rejected (default 0.01).")
@@ -316,8 +327,8 @@ def rank(**kwargs) -> None:
 @click.option("--k", "k_values", default=None, help="Cut-offs, comma-separated (default 5,10,25).")
 @click.option("--param", "params", type=KeyValue(), multiple=True, help="Recipe parameter (repeatable).")
 @click.option("--hpo", is_flag=True, help="Random search over the recipe's parameters on a validation split.")
-@click.option("--report", type=click.Path(path_type=Path), required=True, help="JSON report file.")
-@click.option("--html", type=click.Path(path_type=Path), default=None, help="Self-contained HTML report.")
+@click.option("--report", required=True, help="JSON report file (path or URI).")
+@click.option("--html", default=None, help="Self-contained HTML report file (path or URI).")
 @click.option("--min-interactions", type=click.IntRange(0), default=None,
               help="Lower Personalize's minimum of 1000 interactions (small tests).")
 @click.option("--min-users", type=click.IntRange(0), default=None,
@@ -353,29 +364,58 @@ def demo(**kwargs) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI and map every outcome onto the documented exit codes."""
+    """Run the CLI and map every outcome onto the documented exit codes.
+
+    Every failure ends in one line on stderr (``batchrec: <kind>: <what and where>``); tracebacks,
+    Python's and Java's, go to the log at DEBUG level only.
+    """
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="batchrec",
                  standalone_mode=False)
         return EXIT_OK
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code
-    except click.ClickException as exc:  # usage errors: bad option, missing argument, bad value
+    except _NO_ARGS_IS_HELP as exc:  # bare `batchrec` or `batchrec <group>`: show the help
         exc.show()
+        return EXIT_USAGE
+    except click.ClickException as exc:  # usage errors: bad option, missing argument, bad value
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see '{ctx.command_path} --help')"
+        click.echo(f"batchrec: usage error: {_single_line(exc.format_message())}{hint}", err=True)
         return EXIT_USAGE
     except click.exceptions.Abort:
         click.echo("batchrec: aborted", err=True)
         return EXIT_FAILURE
     except BatchrecError as exc:
-        log.debug("failure", exc_info=True)
-        kind = "configuration error" if isinstance(exc, ConfigError) else "error"
-        click.echo(f"batchrec: {kind}: {exc}", err=True)
-        return exc.exit_code
-    except Exception as exc:  # an unexpected failure: the job failed; keep the traceback in the log
-        log.error("unexpected failure", exc_info=True)
-        first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
-        click.echo(f"batchrec: error: {type(exc).__name__}: {first_line.strip()}", err=True)
+        return _report_failure(exc, exc)
+    except Exception as exc:  # a failure inside Spark or an unexpected one: one line, trace to DEBUG
+        from batchrec.failures import translate
+
+        known = translate(exc)
+        return _report_failure(exc, known)
+
+
+def _report_failure(exc: BaseException, known: Optional[BatchrecError]) -> int:
+    """Log the traceback at DEBUG and print one line; return the exit code."""
+    log.debug("failure", exc_info=exc)
+    if known is None:
+        from batchrec.failures import one_line
+
+        click.echo(f"batchrec: error: {_single_line(one_line(exc))} (unexpected; rerun with "
+                   "--log-level DEBUG for the traceback)", err=True)
         return EXIT_FAILURE
+    kinds = {ConfigError: "configuration error", UsageError: "usage error"}
+    kind = next((label for cls, label in kinds.items() if isinstance(known, cls)), "error")
+    click.echo(f"batchrec: {kind}: {_single_line(str(known))}", err=True)
+    return known.exit_code
+
+
+def _single_line(text: str) -> str:
+    """The first non-blank line of ``text`` (messages are one line; a stray trace is cut off)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 def entry_point() -> None:

@@ -5,22 +5,26 @@ Precedence, lowest first::
     dataclass defaults < conf/base.toml < conf/<env>.toml < --config FILE
         < environment variables BATCHREC_<SECTION>__<KEY> < command-line flags
 
-Every layer is checked against the dataclass schema: an unknown section or key, or a value of the
-wrong type, raises :class:`~batchrec.errors.ConfigError` naming the key, where it came from and the
-expected type. Nothing here imports pyspark.
+Every layer is checked against the dataclass schema: an unknown section or key, a value of the
+wrong type, or a value of the right type that cannot work (``csv_delimiter = ""``,
+``shuffle_partitions = -3``, ``driver_memory = "lots"``: see :data:`CHECKS`) raises
+:class:`~batchrec.errors.ConfigError` naming the key, where it came from and what was expected, before
+Spark starts. Nothing here imports pyspark.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import os
+import re
 import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from batchrec import catalogue
 from batchrec.errors import ConfigError
@@ -141,6 +145,157 @@ Settings.__doc__ = "The whole configuration of one batchrec invocation: one froz
 Settings.__module__ = __name__
 
 
+# ---------------------------------------------------------------------------------------------
+# Range and pattern checks: a value of the right type that cannot work is a configuration error.
+# Each check returns None when the value is fine, else what was expected.
+
+Check = Callable[[Any], Optional[str]]
+# Log levels Spark's setLogLevel knows; WARNING is accepted as Python's spelling of WARN.
+SPARK_LOG_LEVELS = ("ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN", "WARNING")
+PROTOCOL_NAMES = ("personalize", "temporal", "stratified-user", "stratified-item")
+HPO_METHODS = ("random", "grid")
+RANKED_METRIC_NAMES = ("precision", "recall", "ndcg", "mrr", "map", "hit_rate")
+MAX_NUM_RESULTS = 500
+_MASTER = re.compile(r"^(local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|local-cluster\[\s*[1-9]\d*\s*,"
+                     r"\s*[1-9]\d*\s*,\s*[1-9]\d*\s*\]|yarn|(spark|k8s|mesos)://\S+)$")
+# JVM memory sizes as Spark reads them: a positive number with an optional unit (MiB when none).
+_MEMORY = re.compile(r"^[1-9]\d*\s*([kmgtp]b?|b)?$", re.IGNORECASE)
+_MAVEN = re.compile(r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9_.\-]+:[A-Za-z0-9_.\-]+$")
+_HPO_METRIC = re.compile(rf"^({'|'.join(RANKED_METRIC_NAMES)})@[1-9]\d*$")
+
+
+def _number(low: Optional[float] = None, high: Optional[float] = None, low_open: bool = False,
+            high_open: bool = False) -> Check:
+    """A finite number within [low, high] (open ends when asked)."""
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+    expected = "a number " + " and ".join(x for x in (lo, hi) if x) if (lo or hi) else "a finite number"
+
+    def check(value: Any) -> Optional[str]:
+        if isinstance(value, float) and not math.isfinite(value):
+            return expected
+        if low is not None and (value < low or (low_open and value == low)):
+            return expected
+        if high is not None and (value > high or (high_open and value == high)):
+            return expected
+        return None
+
+    return check
+
+
+def _pattern(regex: "re.Pattern[str]", expected: str) -> Check:
+    return lambda value: None if regex.match(value) else expected
+
+
+def _one_of(choices: tuple[str, ...], case_sensitive: bool = True) -> Check:
+    def check(value: str) -> Optional[str]:
+        ok = value in choices if case_sensitive else value.upper() in choices
+        return None if ok else f"one of {', '.join(choices)}"
+
+    return check
+
+
+def _not_blank(value: str) -> Optional[str]:
+    return "a non-empty string" if not value.strip() else None
+
+
+def _each(check: Check, non_empty: bool = False) -> Check:
+    def each(values: Any) -> Optional[str]:
+        if non_empty and not values:
+            return "at least one value"
+        items = values.values() if isinstance(values, Mapping) else values
+        for item in items:
+            problem = check(item)
+            if problem:
+                return f"every value to be {problem}"
+        return None
+
+    return each
+
+
+def _delimiter(value: str) -> Optional[str]:
+    if not value or any(c in value for c in '"\r\n'):
+        return "a non-empty delimiter without quote or line-break characters, e.g. \",\""
+    return None
+
+
+def _checkpoint_interval(value: int) -> Optional[str]:
+    return None if value == -1 or value >= 1 else "-1 (never) or a number of iterations >= 1"
+
+
+# Spark properties whose impossible values would stop the JVM from starting.
+_CONF_MEMORY = re.compile(r"^spark\.(driver|executor)\.(memory|memoryOverhead)$")
+_CONF_COUNTS = ("spark.sql.shuffle.partitions", "spark.default.parallelism", "spark.executor.cores",
+                "spark.executor.instances", "spark.driver.cores")
+
+
+def _conf(value: Mapping[str, str]) -> Optional[str]:
+    for key, setting in value.items():
+        if not key.strip():
+            return "non-empty property names"
+        if _CONF_MEMORY.match(key) and not _MEMORY.match(setting.strip()):
+            return f"{key} to be a JVM memory size such as 512m or 4g"
+        if key in _CONF_COUNTS and not (setting.strip().isdigit() and int(setting) >= 1):
+            return f"{key} to be a whole number >= 1"
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "spark.master": _pattern(_MASTER, "a Spark master URL: local, local[N], local[*], yarn, "
+                                      "spark://HOST:PORT or k8s://URL"),
+    "spark.app_name": _not_blank,
+    "spark.driver_memory": _pattern(_MEMORY, "a JVM memory size such as 512m or 4g"),
+    "spark.shuffle_partitions": _number(1),
+    "spark.packages": _each(_pattern(_MAVEN, "Maven coordinates GROUP:ARTIFACT:VERSION")),
+    "spark.log_level": _one_of(SPARK_LOG_LEVELS, case_sensitive=False),
+    "spark.conf": _conf,
+    "validation.max_reject_fraction": _number(0, 1),
+    "validation.min_interactions": _number(0),
+    "validation.min_users_with_two_interactions": _number(0),
+    "validation.max_id_length": _number(1),
+    "validation.max_string_length": _number(1),
+    "validation.csv_delimiter": _delimiter,
+    "prepare.event_types": _each(_not_blank),
+    "prepare.event_weights": _each(_number(0)),
+    "prepare.event_value_threshold": _number(),
+    "prepare.lookback_days": _number(1),
+    "prepare.half_life_days": _number(0, low_open=True),
+    "prepare.max_user_history_length_percentile": _number(0, 1, low_open=True),
+    # Recipe parameters are range-checked by the recipe catalogue (_check_recipe_range); MLlib's
+    # "-1 or at least 1" is the one rule a range cannot say.
+    "als.checkpointInterval": _checkpoint_interval,
+    "recommend.num_results": _number(1, MAX_NUM_RESULTS),
+    "recommend.exclude_event_types": _each(_not_blank),
+    "recommend.exploration_weight": _number(0, 1),
+    "recommend.exploration_item_age_cut_off": _number(0, low_open=True),
+    "recommend.users_per_batch": _number(1),
+    "evaluate.protocol": _one_of(PROTOCOL_NAMES),
+    "evaluate.k": _each(_number(1), non_empty=True),
+    "evaluate.holdout_user_fraction": _number(0, 1, low_open=True, high_open=True),
+    "evaluate.holdout_interaction_fraction": _number(0, 1, low_open=True, high_open=True),
+    "evaluate.test_fraction": _number(0, 1, low_open=True, high_open=True),
+    "evaluate.hpo_trials": _number(1),
+    "evaluate.hpo_metric": _pattern(_HPO_METRIC, "<metric>@<K>, metric one of "
+                                                 f"{', '.join(RANKED_METRIC_NAMES)}, e.g. ndcg@10"),
+    "evaluate.hpo_method": _one_of(HPO_METHODS),
+}
+
+
+def check_value(key: str, value: Any, source: str) -> None:
+    """Apply :data:`CHECKS` to one typed value.
+
+    Raises:
+        ConfigError: naming the source, the key, the value and what was expected.
+    """
+    check = CHECKS.get(key)
+    if check is None or value is None:
+        return
+    problem = check(value)
+    if problem:
+        shown = dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else value
+        raise ConfigError(f"{source}: '{key}' = {shown!r}; expected {problem}")
+
+
 def section_types() -> dict[str, type]:
     """Map each section name of :class:`Settings` to its dataclass."""
     hints = typing.get_type_hints(Settings)
@@ -161,6 +316,24 @@ def default_conf_dir() -> Optional[Path]:
         if (candidate / BASE_FILE).is_file():
             return candidate
     return None
+
+
+def layer_files(env: Optional[str] = None, config_file: Optional[Path] = None,
+                conf_dir: Optional[Path] = None) -> list[tuple[str, Path]]:
+    """``(label, path)`` of the configuration files :func:`load_settings` reads, lowest first.
+
+    The labels name where each came from (``conf/base.toml``, ``--env NAME``, ``--config``), so the
+    location guard can refuse an output that would overwrite one of them.
+    """
+    conf_dir = conf_dir if conf_dir is not None else default_conf_dir()
+    files: list[tuple[str, Path]] = []
+    if conf_dir is not None and (conf_dir / BASE_FILE).is_file():
+        files.append((f"conf/{BASE_FILE}", conf_dir / BASE_FILE))
+    if env:
+        files.append((f"--env {env}", (conf_dir or Path("conf")) / f"{env}.toml"))
+    if config_file is not None:
+        files.append(("--config", Path(config_file)))
+    return files
 
 
 def load_settings(
@@ -195,6 +368,8 @@ def load_settings(
             raise ConfigError(f"--env {env}: no configuration overlay at {overlay}")
         layers.append(_read_toml(overlay))
     if config_file is not None:
+        if Path(config_file).is_dir():
+            raise ConfigError(f"--config {config_file}: is a folder; expected a TOML file")
         if not Path(config_file).is_file():
             raise ConfigError(f"--config {config_file}: file not found")
         layers.append(_read_toml(Path(config_file)))
@@ -217,8 +392,10 @@ def load_settings(
                         f"{source}: unknown key '{section}.{key}'; "
                         f"expected one of {sorted(hints)}"
                     )
-                merged[section][key] = _coerce(value, hints[key], f"{section}.{key}", source)
-                _check_recipe_range(section, key, merged[section][key], source)
+                typed = _coerce(value, hints[key], f"{section}.{key}", source)
+                check_value(f"{section}.{key}", typed, source)
+                _check_recipe_range(section, key, typed, source)
+                merged[section][key] = typed
 
     return Settings(**{name: cls(**merged[name]) for name, cls in sections.items()})
 
@@ -237,9 +414,20 @@ def _check_recipe_range(section: str, key: str, value: Any, source: str) -> None
 
 
 def _read_toml(path: Path) -> tuple[str, Mapping[str, Any]]:
+    """Parse one TOML file; every way it can be unreadable is a one-line ConfigError."""
     try:
-        with open(path, "rb") as handle:
-            return str(path), tomllib.load(handle)
+        data = path.read_bytes()
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder; expected a TOML file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror or exc})") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          "expected a TOML file saved as UTF-8") from exc
+    try:
+        return str(path), tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import uuid
 
-from batchrec.errors import JobError
+from batchrec.errors import BatchrecError, JobError, UsageError
+
+CHECKSUM_FS = "org.apache.hadoop.fs.ChecksumFileSystem"
 
 
 def join(*parts: str) -> str:
@@ -24,10 +26,45 @@ def first_line(exc: Exception) -> str:
 
 
 def hadoop_path(spark, uri: str):
-    """``(FileSystem, Path)`` of ``uri`` in the session's Hadoop configuration."""
+    """``(FileSystem, Path)`` of ``uri`` in the session's Hadoop configuration.
+
+    Raises:
+        ConfigError: no file system for the URI's scheme (e.g. s3a:// without hadoop-aws); the
+            message names the package to add.
+        UsageError: ``uri`` is not a valid path (empty, or a malformed URI).
+    """
     jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+    try:
+        path = jvm.org.apache.hadoop.fs.Path(uri)
+    except Exception as exc:  # IllegalArgumentException: empty string, bad URI syntax
+        raise UsageError(f"{uri!r} is not a valid path or URI ({first_line(exc)})") from exc
+    try:
+        return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+    except Exception as exc:  # UnsupportedFileSystemException and friends
+        from batchrec.failures import translate
+
+        known = translate(exc, uri, spark)
+        if known is not None:
+            raise known from exc
+        raise JobError(f"{uri}: cannot open its file system ({first_line(exc)})") from exc
+
+
+def status(spark, uri: str) -> tuple[bool, bool]:
+    """``(exists, is_directory)`` of ``uri``."""
+    fs, path = hadoop_path(spark, uri)
+    try:
+        stat = fs.getFileStatus(path)
+    except Exception as exc:  # FileNotFoundException: it does not exist
+        if "FileNotFoundException" in first_line(exc):
+            return False, False
+        raise
+    return True, bool(stat.isDirectory())
+
+
+def list_names(spark, uri: str) -> list[tuple[str, bool]]:
+    """``(name, is_directory)`` of every entry directly in the folder ``uri``, sorted by name."""
+    fs, path = hadoop_path(spark, uri)
+    return sorted((str(s.getPath().getName()), bool(s.isDirectory())) for s in fs.listStatus(path))
 
 
 def exists(spark, uri: str) -> bool:
@@ -51,6 +88,10 @@ def list_files(spark, uri: str) -> dict[str, int]:
 def write_text(spark, uri: str, text: str) -> None:
     """Create (or overwrite) the file ``uri`` with ``text`` in UTF-8."""
     fs, path = hadoop_path(spark, uri)
+    checksummed = spark.sparkContext._jvm.java.lang.Class.forName(CHECKSUM_FS)
+    if checksummed.isInstance(fs) and str(fs.getScheme()) == "file":
+        # Hadoop's local file system would add a hidden .<name>.crc file beside every report.
+        fs = fs.getRawFileSystem()
     stream = fs.create(path, True)
     try:
         stream.write(bytearray(text.encode("utf-8")))
@@ -59,10 +100,28 @@ def write_text(spark, uri: str, text: str) -> None:
 
 
 def write_text_atomic(spark, uri: str, text: str) -> None:
-    """Write ``text`` to a temporary sibling of ``uri``, then move it into place."""
-    temporary = f"{uri}.tmp-{uuid.uuid4().hex[:8]}"
-    write_text(spark, temporary, text)
-    replace(spark, temporary, uri)
+    """Write ``text`` to a temporary sibling of ``uri``, then move it into place.
+
+    A failure leaves the previous file (if any) and no temporary file behind.
+
+    Raises:
+        JobError: the file could not be written or moved into place (the message names it).
+    """
+    if status(spark, uri)[1]:
+        raise UsageError(f"{uri} is a folder; expected the path of a file (a folder is never "
+                         "replaced by a file)")
+    temporary = f"{uri.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        write_text(spark, temporary, text)
+        replace(spark, temporary, uri)
+    except Exception as exc:
+        try:
+            delete(spark, temporary)
+        except Exception:  # the original failure is the one to report
+            pass
+        if isinstance(exc, BatchrecError):
+            raise
+        raise JobError(f"could not write {uri}: {first_line(exc)}") from exc
 
 
 def read_text(spark, uri: str) -> str:

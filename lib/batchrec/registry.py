@@ -8,8 +8,11 @@ Layout::
 
 Version ids sort by creation time (``20261122T101500123Z-3f9a``: UTC to the millisecond, then a
 random suffix). ``metadata.json`` records the recipe, parameters, datasets, data statistics,
-metrics, creation time, package version, and for each artifact its schema, row count and the size
-of every file, so a missing, truncated or overwritten file is reported by name before Spark reads it.
+metrics, creation time, package version, and for each artifact its schema, row count, the size of
+every file and each file's rows and content digest (a sum of row hashes), so a missing, truncated,
+overwritten or corrupted file is reported by name (a :class:`JobError`) when the version is opened,
+not as a task failure somewhere in the job. Verifying the digest reads every artifact once
+(``read_artifact(..., verify=False)`` skips it).
 
 Files are listed, read and written through the Hadoop FileSystem API of the session, so s3a://,
 hdfs:// and local paths behave alike.
@@ -29,7 +32,7 @@ from pyspark.sql import DataFrame
 import batchrec
 from batchrec import catalogue
 from batchrec.errors import JobError
-from batchrec.fs import delete, exists, first_line, join, list_dirs, list_files, read_text, write_text
+from batchrec.fs import delete, exists, join, list_dirs, list_files, read_text, write_text
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +94,12 @@ def save_version(spark, solution: str, model, metadata: dict) -> SolutionVersion
         target = join(path, ARTIFACTS_DIR, name)
         (df.coalesce(1) if name in _SINGLE_FILE else df).write.mode("errorifexists").parquet(target)
         written = spark.read.parquet(target)
+        content = file_digests(written)
         artifacts[name] = {
             "schema": written.schema.simpleString(),
-            "rows": written.count(),
+            "rows": sum(rows for rows, _ in content.values()),
             "files": {f: size for f, size in list_files(spark, target).items() if f.endswith(".parquet")},
+            "content": {f: {"rows": rows, "digest": digest} for f, (rows, digest) in content.items()},
         }
     full = {
         **metadata,
@@ -209,12 +214,31 @@ def _read_metadata(spark, metadata_path: str) -> dict:
     return metadata
 
 
-def read_artifact(spark, version: SolutionVersion, name: str) -> DataFrame:
+def file_digests(df: DataFrame) -> dict[str, tuple[int, str]]:
+    """``{file name: (rows, digest)}`` of a Parquet-backed frame, in one pass over every value.
+
+    The digest is the sum of the rows' xxhash64 over all columns, so it does not depend on row
+    order, and reading it decodes every page: a corrupted page fails here, not later in the job.
+    """
+    from pyspark.sql import functions as F
+
+    row_hash = F.xxhash64(*[F.col(f"`{c}`") for c in df.columns]).cast("decimal(38,0)")
+    rows = (df.groupBy(F.col("_metadata.file_name").alias("file"))
+            .agg(F.count(F.lit(1)).alias("rows"), F.sum(row_hash).alias("digest")).collect())
+    return {r["file"]: (int(r["rows"]), str(r["digest"] if r["digest"] is not None else 0)) for r in rows}
+
+
+def read_artifact(spark, version: SolutionVersion, name: str, verify: bool = True) -> DataFrame:
     """Read one artifact of a version after checking its files against the metadata.
+
+    With ``verify`` every file is read once and its rows and content digest compared with those
+    recorded when it was written (versions saved before digests were recorded: the total row
+    count), so garbage inside a file of the right size is caught here.
 
     Raises:
         JobError: the artifact is not part of the version, or a file is missing, has another size
-            than when it was written, or is not readable Parquet (the message names the file).
+            than when it was written, is not readable Parquet, or holds other content than was
+            written (the message names the file).
     """
     recorded = version.metadata.get("artifacts", {})
     target = join(version.path, ARTIFACTS_DIR, name)
@@ -233,10 +257,44 @@ def read_artifact(spark, version: SolutionVersion, name: str) -> DataFrame:
         df = spark.read.parquet(target)
         df.schema  # noqa: B018 - forces the footer read so a bad file fails here
     except Exception as exc:  # Spark raises AnalysisException or a Py4J error for unreadable Parquet
-        raise JobError(f"corrupt artifact {target}: {first_line(exc)}") from exc
+        raise _corrupt(exc, version, target, recorded[name]) from exc
+    if verify:
+        _verify_content(df, version, name, target, recorded[name])
     return df
 
 
-def load_artifacts(spark, version: SolutionVersion) -> dict[str, DataFrame]:
+def _corrupt(exc: Exception, version: SolutionVersion, target: str, recorded: dict) -> JobError:
+    """A one-line JobError naming the artifact file the failure was about (or the artifact)."""
+    from batchrec.failures import java_chain, one_line
+
+    text = "\n".join(f"{c}: {m}" for c, m in java_chain(exc)) or str(exc)
+    named = next((f for f in sorted(recorded.get("files", {})) if f in text), None)
+    where = f"corrupt artifact file {join(target, named)}" if named else f"corrupt artifact {target}"
+    return JobError(f"{where}: {one_line(exc)} (solution version {version.version})")
+
+
+def _verify_content(df: DataFrame, version: SolutionVersion, name: str, target: str, recorded: dict) -> None:
+    """Compare every file's rows and digest with the metadata; a decoding failure names its file."""
+    try:
+        found = file_digests(df)
+    except Exception as exc:  # a page that does not decode: Spark names the file it was reading
+        raise _corrupt(exc, version, target, recorded) from exc
+    content = recorded.get("content")
+    if content is None:  # written before digests were recorded: the row count is what we know
+        rows = sum(n for n, _ in found.values())
+        if "rows" in recorded and rows != recorded["rows"]:
+            raise JobError(f"corrupt artifact {target}: {rows} rows, {recorded['rows']} when written "
+                           f"(solution version {version.version})")
+        return
+    for file_name, expected in sorted(content.items()):
+        rows, digest = found.get(file_name, (0, "0"))
+        if (rows, digest) != (expected["rows"], expected["digest"]):
+            raise JobError(f"corrupt artifact file {join(target, file_name)}: its content differs from "
+                           f"what was written ({rows} rows, {expected['rows']} when written; content "
+                           f"digest differs) (solution version {version.version})")
+
+
+def load_artifacts(spark, version: SolutionVersion, verify: bool = True) -> dict[str, DataFrame]:
     """Every artifact of ``version`` by name (see :func:`read_artifact`)."""
-    return {name: read_artifact(spark, version, name) for name in sorted(version.metadata.get("artifacts", {}))}
+    return {name: read_artifact(spark, version, name, verify)
+            for name in sorted(version.metadata.get("artifacts", {}))}

@@ -103,8 +103,14 @@ def get_spark(settings: SparkSettings) -> "SparkSession":
                         f"could not start Spark with Delta ({second}); check that Java 17 is on "
                         f"PATH and that Maven Central is reachable"
                     ) from second
-    spark.sparkContext.setLogLevel(settings.log_level)
+    spark.sparkContext.setLogLevel(spark_log_level(settings.log_level))
     return spark
+
+
+def spark_log_level(level: str) -> str:
+    """Spark's spelling of a log level: upper case, and WARN for Python's WARNING."""
+    upper = level.strip().upper()
+    return "WARN" if upper == "WARNING" else upper
 
 
 def _manifest_path(coordinates: list[str]) -> Path:

@@ -4,17 +4,19 @@ Each non-blank line becomes one request row carrying its file, its position for 
 line number, the raw text (echoed back as ``input`` in the JSON-lines output, so ``filterValues`` and
 any other key survive untouched), the parsed fields, and an ``error`` for a line that cannot be
 served. A bad line never stops the others: it gets its error in the output and the run counts it.
+Only a line that is exactly one JSON object is served (see :mod:`batchrec.jsontext`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from pyspark.sql import DataFrame, SparkSession, functions as F
+from pyspark.sql import Column, DataFrame, SparkSession, functions as F
 from pyspark.sql.utils import AnalysisException
 
 from batchrec.columns import USER_ID
 from batchrec.errors import DataError
+from batchrec.jsontext import parse_object
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +28,25 @@ ERROR = "error"
 ITEM_LIST = "itemList"
 JSON_USER_ID = "userId"
 JSON_ITEM_LIST = "itemList"
-CORRUPT = "_corrupt_record"
 KIND_USERS = "users"
 KIND_RANKING = "ranking"
-# Every field is read as a string so that no type mismatch can turn a whole line corrupt;
-# itemList keeps its JSON text and is parsed as an array afterwards.
-PARSE_SCHEMA = f"{JSON_USER_ID} string, {JSON_ITEM_LIST} string, {CORRUPT} string"
 REQUEST_COLUMNS = (FILE, POSITION, LINE, RAW, USER_ID, ERROR)
+_OBJECT = "_object"
+# IDs are strings at every boundary; a whole number is accepted as its decimal text (42 -> "42").
+_ID_TYPES = r"^(STRING|TINYINT|SMALLINT|INT|BIGINT|DECIMAL\(\d+,0\))$"
+EXPECTED = {KIND_USERS: 'expected {"userId": "..."}',
+            KIND_RANKING: 'expected {"userId": "...", "itemList": ["..."]}'}
 
 
 def read_requests(spark: SparkSession, path: str, kind: str = KIND_USERS) -> DataFrame:
     """Read a JSON-lines file (or a folder of them) into request rows.
+
+    A line is a request only when it is exactly one JSON object in valid UTF-8
+    (:func:`batchrec.jsontext.parse_object`); anything else (text after the object, an array, broken
+    JSON, bytes that are not UTF-8) gets an ``error`` naming the line, and its raw text is echoed as a
+    JSON string in the output, so every output line stays valid JSON. ``userId`` must be a non-empty
+    string (or a whole number, read as its digits); ``itemList`` an array of such IDs (nulls are
+    dropped).
 
     Args:
         spark: the session.
@@ -50,6 +60,8 @@ def read_requests(spark: SparkSession, path: str, kind: str = KIND_USERS) -> Dat
     Raises:
         DataError: the path does not exist or cannot be read as text.
     """
+    if kind not in EXPECTED:
+        raise ValueError(f"kind must be {KIND_USERS!r} or {KIND_RANKING!r}, got {kind!r}")
     try:
         text = spark.read.text(path)
     except AnalysisException as exc:
@@ -59,25 +71,43 @@ def read_requests(spark: SparkSession, path: str, kind: str = KIND_USERS) -> Dat
                          F.monotonically_increasing_id().alias(POSITION),
                          F.col("value").alias(RAW)))
     lines = _with_line_numbers(lines).where(F.trim(F.col(RAW)) != "")
-    parsed = F.from_json(F.col(RAW), PARSE_SCHEMA, {"mode": "PERMISSIVE",
-                                                    "columnNameOfCorruptRecord": CORRUPT})
-    lines = lines.withColumn("_parsed", parsed)
-    is_object = F.trim(F.col(RAW)).startswith("{") & F.col(f"_parsed.{CORRUPT}").isNull()
-    user = F.col(f"_parsed.{JSON_USER_ID}")
+    lines = lines.withColumn(_OBJECT, parse_object(F.col(RAW)))
+    obj = F.col(_OBJECT)
     where = F.concat(F.lit("line "), F.col(LINE).cast("string"), F.lit(" of "), F.col(FILE), F.lit(": "))
-    error = (F.when(~is_object, F.concat(where, F.lit(
-        'not a JSON object; expected {"userId": "..."}' if kind == KIND_USERS
-        else 'not a JSON object; expected {"userId": "...", "itemList": ["..."]}')))
-        .when(user.isNull() | (F.trim(user) == ""),
-              F.concat(where, F.lit('no "userId"; expected a non-empty string'))))
+
+    def fail(message: str) -> Column:
+        return F.concat(where, F.lit(message))
+
+    user_value = F.try_variant_get(obj, f"$.{JSON_USER_ID}", "variant")
+    user_is_id = F.coalesce(F.schema_of_variant(user_value).rlike(_ID_TYPES), F.lit(False))
+    user = F.when(user_is_id, F.try_variant_get(obj, f"$.{JSON_USER_ID}", "string"))
+    error = (F.when(obj.isNull(), _not_one_object(F.col(RAW), where, EXPECTED[kind]))
+             .when(user_value.isNull() | F.is_variant_null(user_value),
+                   fail(f'no "{JSON_USER_ID}"; expected a non-empty string'))
+             .when(~user_is_id, fail(f'"{JSON_USER_ID}" is not a string; expected a non-empty string'))
+             .when(F.trim(user) == "", fail(f'no "{JSON_USER_ID}"; expected a non-empty string')))
     columns = [F.col(c) for c in (FILE, POSITION, LINE, RAW)] + [user.alias(USER_ID)]
     if kind == KIND_RANKING:
-        items = F.from_json(F.col(f"_parsed.{JSON_ITEM_LIST}"), "array<string>")
-        error = error.when(items.isNull(), F.concat(where, F.lit('no "itemList"; expected an array of item IDs')))
-        columns.append(F.filter(items, lambda x: x.isNotNull()).alias(ITEM_LIST))
-    elif kind != KIND_USERS:
-        raise ValueError(f"kind must be {KIND_USERS!r} or {KIND_RANKING!r}, got {kind!r}")
+        values = F.try_variant_get(obj, f"$.{JSON_ITEM_LIST}", "array<variant>")
+        all_ids = F.forall(values, lambda v: v.isNull() | F.is_variant_null(v)
+                           | F.schema_of_variant(v).rlike(_ID_TYPES))
+        items = F.filter(F.transform(values, lambda v: F.try_variant_get(v, "$", "string")),
+                         lambda x: x.isNotNull())
+        error = (error.when(values.isNull(), fail(f'no "{JSON_ITEM_LIST}"; expected an array of item IDs'))
+                 .when(~all_ids, fail(f'"{JSON_ITEM_LIST}" holds a value that is not an item ID; '
+                                      "expected an array of strings")))
+        columns.append(F.when(error.isNull(), items).alias(ITEM_LIST))
     return lines.select(*columns, error.alias(ERROR))
+
+
+def _not_one_object(raw: Column, where: Column, expected: str) -> Column:
+    """Why a line is not exactly one JSON object: not UTF-8, text after the object, or not an object."""
+    first = F.try_parse_json(raw)  # stops after the first value
+    is_object = F.coalesce(F.schema_of_variant(first).startswith("OBJECT"), F.lit(False))
+    return (F.when(~F.is_valid_utf8(raw), F.concat(where, F.lit(f"not valid UTF-8 text; {expected}")))
+            .when(is_object, F.concat(where, F.lit(f"text after the JSON object; {expected}, exactly "
+                                                   "one object per line")))
+            .otherwise(F.concat(where, F.lit(f"not a JSON object; {expected}"))))
 
 
 def _with_line_numbers(lines: DataFrame) -> DataFrame:

@@ -17,6 +17,8 @@ import click
 from batchrec import columns as C
 from batchrec.commands import generate, recommend, train, validate
 from batchrec.config import Settings
+from batchrec.locations import (KIND_DATASETS, KIND_DELTA, KIND_FILE, KIND_FOLDER, KIND_SOLUTION,
+                                Location, check_locations)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,12 @@ def run(spark, settings: Settings, run_date: dt.date, *, n_users: int, n_items: 
     }
     data = {kind: os.path.join(paths["data"], kind) for kind in ("interactions", "items", "users")}
     schemas = tuple(os.path.join(paths["data"], "schemas", f"{kind}.json") for kind in data)
+    # Before anything is written: every output of every step must be new or a previous demo's.
+    check_locations(spark, [], [Location(f"--workdir {name}", path, kind) for name, path, kind in (
+        ("data", paths["data"], KIND_DATASETS), ("rejects", paths["rejects"], KIND_DELTA),
+        ("validation report", paths["validation_report"], KIND_FILE),
+        ("solution", paths["solution"], KIND_SOLUTION),
+        ("recommendations", paths["recommendations"], KIND_DELTA), ("jsonl", paths["jsonl"], KIND_FOLDER))])
 
     _banner("1/4 generate")
     generate.run(spark, settings, run_date, n_users=n_users, n_items=n_items,

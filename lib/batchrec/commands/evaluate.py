@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 import click
 
 from batchrec import __version__, logs
+from batchrec.commands.validate import dataset_locations
 from batchrec.errors import UsageError
+from batchrec.locations import KIND_FILE, Location, check_locations
 from batchrec.evaluation import report as reports
 from batchrec.evaluation import compare, runner, splits
 
@@ -59,8 +60,8 @@ def run(
     recipes: tuple = (),
     params: tuple = (),
     hpo: bool = False,
-    report: Path,
-    html: Optional[Path] = None,
+    report: str,
+    html: Optional[str] = None,
 ) -> dict:
     """Evaluate ``recipes`` on one split and write the reports.
 
@@ -69,7 +70,8 @@ def run(
 
     Raises:
         UsageError: unknown protocol, recipe or parameter, a K larger than the catalogue, a bad
-            ``evaluate.hpo_metric``.
+            ``evaluate.hpo_metric``; ``--report``/``--html`` would overwrite a dataset, each other
+            or a folder (checked before any data is read).
         DataError: invalid datasets, or too few users or interactions for the protocol.
     """
     from batchrec.datasets.prepare import select_events
@@ -88,6 +90,10 @@ def run(
     if hpo:
         runner.check_hpo_metric(config.hpo_metric, config.k)
     compared = comparison_metric(config)
+    outputs = [Location("--report", str(report), KIND_FILE)]
+    outputs += [Location("--html", str(html), KIND_FILE)] if html is not None else []
+    paths = {"interactions": interactions, "items": items, "users": users}
+    check_locations(spark, dataset_locations(paths, schemas), outputs)
     started = time.perf_counter()
     datasets = load_datasets(spark, settings, interactions, items=items, users=users,
                              fmt=data_format, schemas=schemas, renames=renames, run_date=run_date)
@@ -120,9 +126,9 @@ def run(
                             datasets={"interactions": interactions, "items": items, "users": users,
                                       "format": data_format},
                             seconds=round(time.perf_counter() - started, 2))
-    reports.write_json(document, report)
+    reports.write_json(spark, document, str(report))
     if html is not None:
-        reports.write_html(document, html)
+        reports.write_html(spark, document, str(html))
     click.echo(reports.format_table(document))
     log.info("report=%s html=%s", report, html)
     return document

@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 
 from batchrec.config import Settings
 from batchrec.datasets.generate import generate_datasets, write_datasets
+from batchrec.locations import KIND_DATASETS, Location, check_locations
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,11 @@ def run(
         The paths written (see :func:`batchrec.datasets.generate.write_datasets`).
 
     Raises:
-        UsageError: a size or parameter is out of range.
+        UsageError: a size or parameter is out of range; ``output`` exists and is not a previous
+            generated dataset (only interactions/, items/, users/, schemas/), or overlaps a
+            configuration file.
     """
+    check_locations(spark, [], [Location("--output", output, KIND_DATASETS)])
     datasets = generate_datasets(spark, n_users, n_items, n_interactions, seed=seed,
                                  span_days=span_days, clusters=clusters, end_date=run_date)
     written = write_datasets(datasets, output)

@@ -18,6 +18,8 @@ from typing import Any, Optional
 from batchrec import fs, logs, registry
 from batchrec.dates import end_of_day
 from batchrec.datasets.prepare import select_events
+from batchrec.commands.validate import dataset_locations
+from batchrec.locations import KIND_SOLUTION, Location, check_locations
 from batchrec.recipes import resolve_params, train_recipe
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ def run(
     (version id and path, parameters, data sizes, metrics).
 
     Raises:
-        UsageError: an unknown recipe or parameter (checked before any data is read).
+        UsageError: an unknown recipe or parameter, or a ``--solution`` that is, contains or sits
+            inside a dataset, or exists and is not a solution (checked before any data is read).
         DataError: invalid datasets, or too little data left after preparation.
         JobError: the version could not be written.
     """
@@ -55,6 +58,8 @@ def run(
 
     given = dict(params)
     resolve_params(recipe, settings, given)  # fail on a bad --param before reading any data
+    paths = {"interactions": interactions, "items": items, "users": users}
+    check_locations(spark, dataset_locations(paths, schemas), [Location("--solution", solution, KIND_SOLUTION)])
     reference_time = end_of_day(run_date) if run_date else None
     datasets = load_datasets(
         spark, settings, interactions, items=items, users=users, fmt=data_format, schemas=schemas,

@@ -19,6 +19,7 @@ from batchrec.datasets import schema as dataset_schema
 from batchrec.datasets.schema import DATASET_KINDS, schemas_by_kind
 from batchrec.datasets.summary import minimum_counts, write_report
 from batchrec.errors import DataError
+from batchrec.locations import KIND_DELTA, KIND_FILE, Location, check_locations, local_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -31,17 +32,22 @@ EXAMPLE_WIDTH = 100
 def run(spark: "SparkSession", settings: Settings, run_date: dt.date, *, interactions: str,
         items: Optional[str] = None, users: Optional[str] = None, data_format: str = "auto",
         schemas: Sequence[Path] = (), renames: Sequence[tuple[str, str]] = (),
-        rejects: Optional[str] = None, report: Optional[Path] = None, infer_schema: bool = False) -> dict:
+        rejects: Optional[str] = None, report: Optional[str] = None, infer_schema: bool = False) -> dict:
     """Validate the datasets and return the summary.
 
     With ``infer_schema`` the inferred Personalize schema of each dataset is printed (Avro JSON to
     save and pass back with ``--schema``) and nothing is validated.
 
     Raises:
+        UsageError: ``--rejects`` or ``--report`` would overwrite a dataset, a schema, the other
+            output or something that is not a previous output of its kind (checked before reading).
         DataError: a dataset has too many rejected rows or the interactions miss Personalize's
             minimums (after the rejects table and the report are written).
     """
     paths = {k: p for k, p in zip(DATASET_KINDS, (interactions, items, users)) if p}
+    outputs = [Location("--rejects", rejects, KIND_DELTA)] if rejects else []
+    outputs += [Location("--report", str(report), KIND_FILE)] if report is not None else []
+    check_locations(spark, dataset_locations(paths, schemas), outputs)
     if infer_schema:
         given = schemas_by_kind(tuple(schemas))
         for kind, path in paths.items():
@@ -58,7 +64,7 @@ def run(spark: "SparkSession", settings: Settings, run_date: dt.date, *, interac
     summary["failures"] = summary["failures"] + summary["minimums"]["failures"]
     summary["passed"] = not summary["failures"]
     if report is not None:
-        write_report(summary, report)
+        write_report(spark, summary, str(report))
     click.echo(format_summary(summary))
     if summary["failures"]:
         where = [f"rejected rows: {rejects}"] if rejects else []
@@ -66,6 +72,14 @@ def run(spark: "SparkSession", settings: Settings, run_date: dt.date, *, interac
         raise DataError("validation failed: " + "; ".join(summary["failures"])
                         + (f" ({', '.join(where)})" if where else ""))
     return summary
+
+
+def dataset_locations(paths: Mapping[str, str], schemas: Sequence[Any] = ()) -> list[Location]:
+    """The inputs of a dataset-reading command: ``--interactions``/``--items``/``--users`` and the
+    ``--schema`` files (read by the driver, hence local)."""
+    found = [Location(f"--{kind}", path) for kind, path in paths.items() if path]
+    return found + [Location("--schema", local_uri(str(s)), KIND_FILE) for s in schemas
+                    if isinstance(s, (str, Path))]
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:

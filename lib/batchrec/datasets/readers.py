@@ -4,6 +4,20 @@ Rows come back raw: CSV and JSON values stay strings so that validation can reje
 not parse instead of Spark turning them into silent nulls. Column names are upper-cased (Personalize
 matches headers case-insensitively), ``--rename`` is applied, and every row carries the file it came
 from in :data:`batchrec.columns.SOURCE_FILE`.
+
+CSV is read as RFC 4180: fields in double quotes may hold the delimiter and line breaks, and a quote
+inside them is written twice (``"a""b"`` is ``a"b``). A record with too few or too many fields is
+kept whole in the corrupt-record column (validation rejects it as ``malformed_row``); a quoted field
+with text after its closing quote, or a backslash-escaped quote, is not CSV and stops the read with
+a :class:`DataError` naming the file and line, rather than accepting half a row. (Quoted fields may
+span lines, so a single CSV file is read by one task; split large exports into several files.)
+Inside a quoted field, the file's own line break is read as ``\n`` (``\r\n`` in a CRLF file);
+a quote inside an unquoted field is kept as a literal character.
+
+JSON lines are read strictly: a line that is not exactly one JSON object (text after it, an
+array) is a malformed row. Before reading, the first bytes of the first data file are checked
+against the format: Parquet given as CSV or JSON, text given as Parquet, and binary files given as
+CSV or JSON are refused with a DataError saying what the file is.
 """
 
 from __future__ import annotations
@@ -18,7 +32,7 @@ from urllib.parse import urlparse
 from batchrec import columns
 from batchrec import fs as batchrec_fs
 from batchrec.datasets.schema import REQUIRED_COLUMNS, DatasetSchema, check_kind
-from batchrec.errors import DataError, UsageError
+from batchrec.errors import BatchrecError, DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -39,6 +53,19 @@ _OTHER_DELIMITERS = {";": "';'", "\t": "'\\t' (tab)", "|": "'|'", ",": "','"}
 _GLOB = re.compile(r"[*?\[{]")
 _DATA_LIKE = re.compile(r"^\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*$")
 MAX_SHOWN_LINE = 200
+# Content checks: how much of the first data file is looked at, and what marks non-text.
+SNIFF_BYTES = 8192
+SNIFF_DEPTH = 6
+PARQUET_MAGIC = b"PAR1"
+_MAGIC_NAMES = {b"\x1f\x8b": "gzip-compressed data; name the file *.gz so it is decompressed",
+                b"PK\x03\x04": "a ZIP archive; unzip it first",
+                b"BZh": "bzip2-compressed data; name the file *.bz2 so it is decompressed",
+                b"\x28\xb5\x2f\xfd": "zstd-compressed data; name the file *.zst so it is decompressed",
+                b"\xff\xfe": "UTF-16 text (byte order mark FF FE); save it as UTF-8",
+                b"\xfe\xff": "UTF-16 text (byte order mark FE FF); save it as UTF-8"}
+# More than this share of undecodable or control characters in the sample: binary, not text.
+MAX_NON_TEXT_SHARE = 0.1
+_TEXT_CONTROLS = set("\t\n\r\f\v")
 
 
 def read_dataset(spark: "SparkSession", path: str, kind: str, fmt: str = AUTO, delimiter: str = ",",
@@ -70,6 +97,7 @@ def read_raw(spark: "SparkSession", path: str, kind: str, fmt: str = AUTO, delim
     """:func:`read_dataset`, also returning the file's own column names (before renames)."""
     check_kind(kind)
     fmt = resolve_format(spark, path, fmt)
+    check_content(spark, path, fmt)
     df = _load(spark, path, fmt, delimiter)
     original = [c for c in df.columns if c != CORRUPT_RECORD]
     if not original:
@@ -155,6 +183,8 @@ def _list_path(spark: "SparkSession", path: str) -> Optional[tuple[bool, bool, l
         if not fs.getFileStatus(hadoop_path).isDirectory():
             return True, False, []
         return True, True, sorted(s.getPath().getName() for s in fs.listStatus(hadoop_path))
+    except BatchrecError:  # e.g. no file system for the scheme: the message says which jar to add
+        raise
     except Exception as exc:  # no JVM access or a file system without listing: let Spark decide
         log.debug("cannot list %s through Hadoop (%s); relying on Spark's reader", path, exc)
         return None
@@ -168,6 +198,10 @@ def _load(spark: "SparkSession", path: str, fmt: str, delimiter: str) -> "DataFr
         if fmt == "csv":
             reader = (spark.read.option("header", True).option("inferSchema", False)
                       .option("delimiter", delimiter).option("encoding", "UTF-8")
+                      # RFC 4180: quoted fields span lines, a quote inside one is doubled, and a
+                      # quoted field followed by more text is an error, not a guess.
+                      .option("multiLine", True).option("quote", '"').option("escape", '"')
+                      .option("unescapedQuoteHandling", "RAISE_ERROR")
                       # -1 = no limit: an oversize field is rejected by validation, not by the parser.
                       .option("maxCharsPerColumn", -1).option("mode", "PERMISSIVE"))
             header = reader.csv(path).columns
@@ -180,8 +214,7 @@ def _load(spark: "SparkSession", path: str, fmt: str, delimiter: str) -> "DataFr
             return (reader.schema(schema).option("columnNameOfCorruptRecord", CORRUPT_RECORD)
                     .option("enforceSchema", True).csv(path))
         if fmt == "json":
-            return (spark.read.option("primitivesAsString", True).option("mode", "PERMISSIVE")
-                    .option("columnNameOfCorruptRecord", CORRUPT_RECORD).json(path))
+            return _load_json_lines(spark, path)
         return spark.read.format(fmt).load(path)
     except AnalysisException as exc:
         text = str(exc)
@@ -189,7 +222,141 @@ def _load(spark: "SparkSession", path: str, fmt: str, delimiter: str) -> "DataFr
             raise DataError(f"{path}: no such file or directory") from exc
         if "UNABLE_TO_INFER_SCHEMA" in text or "Unable to infer schema" in text:
             raise DataError(f"{path}: no {fmt} data found (empty directory or wrong --format?)") from exc
+        if "DELTA_TABLE_NOT_FOUND" in text or "DELTA_MISSING_DELTA_TABLE" in text or "is not a Delta table" in text:
+            raise DataError(f"{path}: not a Delta table (no {DELTA_LOG} folder); pass the --format of "
+                            "its files (csv|parquet|json) or auto") from exc
         raise DataError(f"{path}: cannot read as {fmt}: {text.splitlines()[0]}") from exc
+    except BatchrecError:
+        raise
+    except Exception as exc:  # a failure while Spark reads the files (footers, first lines)
+        from batchrec.failures import one_line, translate
+
+        known = translate(exc, path)
+        if isinstance(known, BatchrecError):
+            raise known from exc
+        raise DataError(f"{path}: cannot read as {fmt}: {one_line(exc)}") from exc
+
+
+def _load_json_lines(spark: "SparkSession", path: str) -> "DataFrame":
+    """JSON lines, one JSON object per line exactly; any other line keeps its text as a corrupt record.
+
+    Spark's own JSON reader infers the columns (every value a string) but accepts text after an
+    object, so the rows come from the lines themselves: a line that is exactly one JSON object
+    (:func:`batchrec.jsontext.parse_object`) gives its values, any other non-blank line is malformed.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from batchrec.jsontext import parse_object
+
+    inferred = (spark.read.option("primitivesAsString", True).option("mode", "PERMISSIVE")
+                .option("columnNameOfCorruptRecord", CORRUPT_RECORD).json(path))
+    fields = [f for f in inferred.schema.fields if f.name != CORRUPT_RECORD]
+    if not fields:
+        if CORRUPT_RECORD in inferred.columns:
+            raise DataError(f"{path}: no line is a JSON object; expected JSON lines such as "
+                            '{"USER_ID": "u1", "ITEM_ID": "i1", "TIMESTAMP": 1700000000}')
+        return inferred
+    schema = T.StructType(fields)
+    value = F.col("value")
+    strict = parse_object(value)
+    parsed = F.from_json(value, schema, {"mode": "PERMISSIVE"})
+    lines = spark.read.text(path).where(~value.rlike(r"^\s*$"))
+    return lines.select(*[F.when(strict.isNotNull(), parsed[f.name]).alias(f.name) for f in fields],
+                        F.when(strict.isNull(), value).alias(CORRUPT_RECORD))
+
+
+def check_content(spark: "SparkSession", path: str, fmt: str) -> None:
+    """Refuse a dataset whose first data file is not of ``fmt``, judged by its first bytes.
+
+    Raises:
+        DataError: Parquet given as CSV or JSON, non-Parquet given as Parquet, or binary data (NUL
+            bytes, another encoding, an archive) given as CSV or JSON; the message names the file,
+            what it looks like and the option to change.
+    """
+    if fmt not in ("csv", "json", "parquet"):
+        return
+    try:
+        sample = _first_bytes(spark, path)
+    except BatchrecError:
+        raise
+    except Exception as exc:  # sniffing is a courtesy; the reader reports what it finds
+        log.debug("cannot sample %s: %s", path, exc)
+        return
+    if sample is None:
+        return
+    uri, head = sample
+    is_parquet = head.startswith(PARQUET_MAGIC)
+    expected = {"csv": "UTF-8 CSV text with a header row", "json": "UTF-8 JSON lines"}
+    if fmt == "parquet":
+        if not is_parquet and head:
+            looks = ("text: " + repr(_preview(head))) if binary_problem(head) is None else "binary data"
+            raise DataError(f"{uri}: not a Parquet file (it starts with {looks}); pass --format csv "
+                            "or --format json for text files, or --format auto")
+        return
+    if is_parquet:
+        raise DataError(f"{uri}: is a Parquet file, not {fmt}; pass --format parquet (or --format auto)")
+    if any(uri.lower().endswith(ext) for ext in _COMPRESSION):
+        return  # Hadoop decompresses it; its bytes say nothing about the text inside
+    problem = binary_problem(head)
+    if problem:
+        raise DataError(f"{uri}: not text ({problem}); expected {expected[fmt]}")
+
+
+def binary_problem(head: bytes) -> Optional[str]:
+    """Why the bytes ``head`` (the start of a file) are not UTF-8 text, or None when they are."""
+    for magic, name in _MAGIC_NAMES.items():
+        if head.startswith(magic):
+            return name
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        return f"byte 0x00 at offset {nul}: binary data"
+    import codecs
+
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(head, final=False)
+    if not text:
+        return None
+    odd = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in _TEXT_CONTROLS))
+    if odd > MAX_NON_TEXT_SHARE * len(text):
+        return f"{odd} of its first {len(text)} characters are not UTF-8 text: binary data"
+    return None
+
+
+def _preview(head: bytes) -> str:
+    return head[:40].decode("utf-8", "replace").splitlines()[0] if head.strip() else ""
+
+
+def _first_bytes(spark: "SparkSession", path: str) -> Optional[tuple[str, bytes]]:
+    """``(uri, first bytes)`` of the first data file under ``path`` (a file, folder or glob)."""
+    fs, hadoop_path = batchrec_fs.hadoop_path(spark, path)
+    if _GLOB.search(path):
+        matches = fs.globStatus(hadoop_path)
+        statuses = sorted(matches or [], key=lambda st: str(st.getPath().getName()))
+        statuses = [st for st in statuses if not str(st.getPath().getName()).startswith(("_", "."))]
+        if not statuses:
+            return None
+        status = statuses[0]
+    else:
+        if not fs.exists(hadoop_path):
+            return None
+        status = fs.getFileStatus(hadoop_path)
+    for _ in range(SNIFF_DEPTH):
+        if not status.isDirectory():
+            break
+        children = sorted((st for st in fs.listStatus(status.getPath())
+                           if not str(st.getPath().getName()).startswith(("_", "."))),
+                          key=lambda st: (st.isDirectory(), str(st.getPath().getName())))
+        if not children:
+            return None
+        status = children[0]
+    if status.isDirectory():
+        return None
+    stream = fs.open(status.getPath())
+    try:
+        head = bytes(stream.readNBytes(SNIFF_BYTES))
+    finally:
+        stream.close()
+    return str(status.getPath().toString()), head
 
 
 def apply_renames(df: "DataFrame", renames: Sequence[tuple[str, str]], path: str = "") -> "DataFrame":

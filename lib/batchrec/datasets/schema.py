@@ -200,6 +200,9 @@ def load_personalize_schema(path: Path | str) -> DatasetSchema:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--schema {path}: cannot read the file ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--schema {path}: not UTF-8 text (byte offset {exc.start}); expected a "
+                          "Personalize schema JSON file") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

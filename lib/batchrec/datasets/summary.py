@@ -8,9 +8,6 @@ minimum interaction counts.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from batchrec import columns
@@ -81,14 +78,15 @@ def _sum_by_reason(reasons: list[dict]) -> dict[str, int]:
     return out
 
 
-def write_report(summary: Mapping[str, Any], path: Path) -> None:
-    """Write the summary as JSON through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2, default=str)
-    os.replace(tmp, path)
+def write_report(spark, summary: Mapping[str, Any], uri: str) -> None:
+    """Write the summary as JSON to ``uri`` (any Hadoop path) atomically, leaving no temporary file.
+
+    Raises:
+        JobError: the file could not be written; UsageError: ``uri`` is a folder.
+    """
+    from batchrec import fs
+
+    fs.write_text_atomic(spark, str(uri), json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def minimum_counts(interactions: "DataFrame", limits: ValidationSettings) -> dict:

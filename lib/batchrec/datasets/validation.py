@@ -42,6 +42,18 @@ class ValidatedDatasets:
     summary: dict = field(default_factory=dict)
 
 
+def read_failure(exc: Exception, kind: str, path: str) -> Exception:
+    """The batchrec error for a failure while reading a dataset's files (one line, names the file)."""
+    from batchrec.errors import BatchrecError
+    from batchrec.failures import one_line, translate
+
+    if isinstance(exc, BatchrecError):
+        return exc
+    known = translate(exc, path)
+    return known if known is not None else DataError(
+        f"{path}: cannot read the {kind} dataset: {one_line(exc)}")
+
+
 def max_timestamp_for(run_date: Optional[dt.date]) -> int:
     """End of the run date (UTC) in epoch seconds, or now when there is no run date."""
     return end_of_day_or_now(run_date)
@@ -90,7 +102,10 @@ def load_datasets(spark: "SparkSession", settings: Settings, interactions: str,
     for kind, raw in raw_frames.items():
         with logs.stage(log, f"validate_{kind}") as info:
             flagged[kind] = flag_rows(raw, kind, by_kind.get(kind), limits, max_ts).persist()
-            summaries[kind] = summarize(flagged[kind], kind, paths[kind], limits)
+            try:  # the first full read of the files: unreadable content surfaces here
+                summaries[kind] = summarize(flagged[kind], kind, paths[kind], limits)
+            except Exception as exc:
+                raise read_failure(exc, kind, paths[kind]) from exc
             info.update(rows=summaries[kind]["rows_read"], rejected=summaries[kind]["rows_rejected"])
     if rejects_path:
         with logs.stage(log, "write_rejects", path=rejects_path):
@@ -107,7 +122,7 @@ def load_datasets(spark: "SparkSession", settings: Settings, interactions: str,
                "failures": [f for s in summaries.values() for f in s["failures"]]}
     summary["passed"] = not summary["failures"]
     if report_path is not None:
-        write_report(summary, report_path)
+        write_report(spark, summary, str(report_path))
     if enforce and summary["failures"]:
         where = f"; rejected rows are in {rejects_path}" if rejects_path else ""
         raise DataError("; ".join(summary["failures"]) + where)

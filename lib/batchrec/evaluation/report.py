@@ -11,12 +11,8 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from batchrec.errors import JobError
 from batchrec.evaluation.metrics import RANKED_METRICS
 
 LIST_METRICS = ("coverage", "novelty", "popularity_percentile")
@@ -66,22 +62,12 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to ``path`` and rename it into place."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise JobError(f"could not write the report {path}: {exc}") from exc
+def write_json(spark, report: Mapping[str, Any], uri: str) -> None:
+    """Write the report as indented JSON to ``uri`` (any Hadoop path), atomically through
+    :func:`batchrec.fs.write_text_atomic`: a failure leaves the previous file and no temporary one."""
+    from batchrec import fs
 
-
-def write_json(report: Mapping[str, Any], path: Path) -> None:
-    """Write the report as indented JSON (atomically)."""
-    _atomic_write(path, (json.dumps(report, indent=2, sort_keys=False, default=str) + "\n").encode())
+    fs.write_text_atomic(spark, str(uri), json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def _png(figure) -> str:
@@ -199,6 +185,8 @@ def render_html(report: Mapping[str, Any]) -> str:
             f"<h2>Parameters</h2>{params}</body></html>\n")
 
 
-def write_html(report: Mapping[str, Any], path: Path) -> None:
-    """Write :func:`render_html` atomically."""
-    _atomic_write(path, render_html(report).encode("utf-8"))
+def write_html(spark, report: Mapping[str, Any], uri: str) -> None:
+    """Write :func:`render_html` to ``uri`` atomically (see :func:`write_json`)."""
+    from batchrec import fs
+
+    fs.write_text_atomic(spark, str(uri), render_html(report))

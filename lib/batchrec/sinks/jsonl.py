@@ -6,7 +6,8 @@ One output line per input line, in input order::
     {"input": "<the raw line>", "output": null, "error": "line 3 of ...: not a JSON object; ..."}
 
 ``input`` echoes the request line as it was (so ``filterValues`` and other keys survive); a line that
-is not a JSON object is echoed as a JSON string. ``scores`` appear only for models that score
+could not be served, or that is not exactly one JSON object, is echoed as a JSON string (bytes that
+are not UTF-8 replaced by U+FFFD), so every output line is valid JSON. ``scores`` appear only for models that score
 (user-personalization and personalized ranking), as in Personalize; an item that came from the
 popular backfill has a ``null`` score so the two arrays stay aligned.
 
@@ -20,12 +21,13 @@ from __future__ import annotations
 import logging
 import uuid
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import Column, DataFrame, functions as F
 
 from batchrec import fs
 from batchrec.batch.shapes import RECOMMENDATIONS, OutputShape
 from batchrec.columns import USER_ID
 from batchrec.batch.inputs import ERROR, FILE, POSITION, RAW
+from batchrec.jsontext import json_string, parse_object
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,23 @@ def recommendation_lines(requests: DataFrame, recs: DataFrame, with_scores: bool
     fields = [items.alias(shape.jsonl_field)]
     if with_scores:
         fields.append(F.coalesce(F.col(f"{_RECS}.{SCORE}"), F.array().cast("array<double>")).alias(SCORES))
-    good = F.concat(F.lit('{"input": '), F.trim(F.col(RAW)), F.lit(', "output": '),
+    good = F.concat(F.lit('{"input": '), echo_input(F.col(RAW)), F.lit(', "output": '),
                     F.to_json(F.struct(*fields), {"ignoreNullFields": "false"}), F.lit(', "error": null}'))
-    bad = F.to_json(F.struct(F.col(RAW).alias("input"), F.lit(None).cast("string").alias("output"),
-                             F.col(ERROR).alias("error")), {"ignoreNullFields": "false"})
+    bad = F.to_json(F.struct(F.make_valid_utf8(F.col(RAW)).alias("input"),
+                             F.lit(None).cast("string").alias("output"),
+                             F.make_valid_utf8(F.col(ERROR)).alias("error")), {"ignoreNullFields": "false"})
     value = F.when(F.col(ERROR).isNull(), good).otherwise(bad)
     keep = list(dict.fromkeys([FILE, POSITION, key]))
     return joined.select(*keep, value.alias(VALUE))
+
+
+def echo_input(raw: Column) -> Column:
+    """The request line for ``input``: as is when it is exactly one JSON object, else as a JSON string.
+
+    The request reader only serves such lines, but the sink does not rely on it: whatever reaches
+    it, every output line is valid JSON.
+    """
+    return F.when(parse_object(raw).isNotNull(), F.trim(raw)).otherwise(json_string(raw))
 
 
 def write_lines(lines: DataFrame, path: str, order_by=(FILE, POSITION, USER_ID)) -> None:

@@ -1,0 +1,200 @@
+"""Property tests: random bytes and JSON into the request reader, random CSV into validation.
+
+Only batchrec's own errors may come out, every output line is valid JSON, and every accepted row
+holds exactly the field values an RFC 4180 / strict JSON reader gets from the same text. Each
+example is a whole file read by Spark, so the number of examples is small by default; set
+``BATCHREC_PROPERTY_EXAMPLES`` for a longer run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from batchrec.batch import inputs
+from batchrec.config import load_settings
+from batchrec.errors import BatchrecError
+from batchrec.sinks import jsonl as jsonl_sink
+
+EXAMPLES = int(os.environ.get("BATCHREC_PROPERTY_EXAMPLES", "12"))
+PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+BASE_TIME = 1_600_000_000
+
+# --- strict JSON reference --------------------------------------------------------------------
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_loads(text: str):
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+def expected_request(raw: bytes):
+    """None for a blank line, else (served, user id or None, echoed input) by a strict reference."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False, None, raw.decode("utf-8", "replace")
+    if not text.strip(" "):
+        return None
+    try:
+        value = strict_loads(text)
+    except ValueError:
+        return False, None, text
+    if not isinstance(value, dict):
+        return False, None, text
+    user = value.get("userId")
+    if isinstance(user, bool) or not isinstance(user, (str, int)):
+        return False, None, text
+    user = str(user)
+    if not user.strip(" "):
+        return False, None, text
+    return True, user, value
+
+
+json_scalars = (st.none() | st.booleans() | st.integers(-10**30, 10**30)
+                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+user_ids = st.text(max_size=6) | st.integers(-10**20, 10**20) | json_values
+request_objects = st.builds(lambda user, extra, drop: {**({} if drop else {"userId": user}), **extra},
+                            user_ids, st.dictionaries(st.text(max_size=5).filter(lambda k: k != "userId"),
+                                                      json_values, max_size=2), st.booleans())
+trailers = st.sampled_from(["", " ", " trailing", "}", "]", ",{}", '{"userId": "z"}', "\t", " // c"])
+no_newline_bytes = st.binary(max_size=30).map(lambda b: b.replace(b"\n", b" ").replace(b"\r", b" "))
+request_lines = st.one_of(
+    st.builds(lambda obj, tail: (json.dumps(obj) + tail).encode(), request_objects, trailers),
+    st.builds(lambda value: json.dumps(value).encode(), json_values),
+    no_newline_bytes,
+    st.builds(lambda obj, junk: json.dumps(obj).encode() + junk, request_objects, no_newline_bytes),
+)
+
+
+@PROPERTY
+@given(lines=st.lists(request_lines, min_size=1, max_size=8))
+def test_request_reader_serves_exactly_the_strict_json_objects(spark, lines):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "requests.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        try:
+            requests = inputs.read_requests(spark, str(path)).orderBy(inputs.POSITION)
+            rows = requests.collect()
+            recs = spark.createDataFrame([], "USER_ID string, rank int, ITEM_ID string, score double")
+            out = [r[0] for r in jsonl_sink.recommendation_lines(requests, recs, with_scores=True)
+                   .orderBy(inputs.POSITION).select(jsonl_sink.VALUE).collect()]
+        except BatchrecError:
+            return
+    expected = [e for e in map(expected_request, lines) if e is not None]
+    assert len(rows) == len(expected) == len(out)
+    for row, line, (served, user, echoed) in zip(rows, out, expected):
+        assert (row[inputs.ERROR] is None) == served, (row[inputs.RAW], row[inputs.ERROR])
+        parsed = strict_loads(line)  # every output line is valid JSON
+        assert set(parsed) == {"input", "output", "error"}
+        assert parsed["input"] == echoed
+        if served:
+            assert row["USER_ID"] == user
+            assert parsed["output"] == {"recommendedItems": [], "scores": []} and parsed["error"] is None
+        else:
+            assert parsed["output"] is None and parsed["error"] == row[inputs.ERROR]
+
+
+# --- RFC 4180 CSV ---------------------------------------------------------------------------------
+
+HEADER = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"]
+# Quotes, delimiters, line breaks, spaces, a comment sign, a backslash and some non-ASCII text.
+FIELD_ALPHABET = st.sampled_from(list('ab"\',;#\\ \n\r\t|xyz') + ["é", "日", "😀"])
+fields = st.text(FIELD_ALPHABET, max_size=6)
+
+
+def limits():
+    return load_settings(environ={}, overrides={"validation": {
+        "min_interactions": 0, "min_users_with_two_interactions": 0, "max_reject_fraction": 1.0}})
+
+
+def validate(spark, text: bytes):
+    """Accepted rows ``(USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE)`` of ``text`` as interactions CSV."""
+    from batchrec.datasets.validation import load_datasets
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "interactions.csv"
+        path.write_bytes(text)
+        result = load_datasets(spark, limits(), str(path), run_date=None, enforce=False)
+        rows = [(r.USER_ID, r.ITEM_ID, r.TIMESTAMP, r.EVENT_TYPE) for r in result.interactions.collect()]
+        result.interactions.unpersist()
+        return rows
+
+
+def acceptable(row: list[str]) -> bool:
+    """Validation's rules for the generated rows: IDs not blank (Spark trims spaces only)."""
+    return bool(row[0].strip(" ")) and bool(row[1].strip(" "))
+
+
+@PROPERTY
+@given(rows=st.lists(st.tuples(fields, fields, fields), min_size=1, max_size=8),
+       terminator=st.sampled_from(["\n", "\r\n"]), quote_all=st.booleans())
+def test_well_formed_csv_rows_come_back_exactly(spark, rows, terminator, quote_all):
+    records = [[user, item, str(BASE_TIME + i), event] for i, (user, item, event) in enumerate(rows)]
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator=terminator,
+                        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    writer.writerows([HEADER] + records)
+    got = validate(spark, buffer.getvalue().encode("utf-8"))
+
+    def read_back(value: str):
+        # Inside quotes the parser reads the file's own line break as \n (documented in readers).
+        return value.replace("\r\n", "\n") if terminator == "\r\n" else value
+
+    expected = [(read_back(u), read_back(i), int(t), read_back(e) or None)
+                for u, i, t, e in records if acceptable([u, i])]
+    assert Counter(got) == Counter(expected)
+
+
+fragments = st.text(st.sampled_from(list('ab",\n 1')), min_size=1, max_size=6)
+
+
+@PROPERTY
+@given(parts=st.lists(st.one_of(st.tuples(fields, fields, fields).map(lambda r: ("row", r)),
+                                fragments.map(lambda f: ("fragment", f))), min_size=1, max_size=8))
+def test_csv_fragments_never_give_half_a_row(spark, parts):
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(HEADER)
+    for i, (kind, value) in enumerate(parts):
+        if kind == "row":
+            user, item, event = value
+            writer.writerow([user, item, str(BASE_TIME + i), event])
+        else:
+            buffer.write(value)
+    text = buffer.getvalue()
+    try:
+        got = validate(spark, text.encode("utf-8"))
+    except BatchrecError:
+        return  # refusing a file that is not CSV is allowed; only batchrec's errors may come out
+    # The reference: Python's csv module (RFC 4180) on the same text. Every accepted row must be one
+    # of its records, field for field.
+    reference = list(csv.reader(io.StringIO(text, newline="")))[1:]
+    candidates = Counter()
+    for record in reference:
+        if len(record) == len(HEADER) and acceptable(record):
+            stamp = record[2].strip()
+            if stamp.lstrip("-").isdigit():
+                candidates[(record[0], record[1], int(stamp), record[3] or None)] += 1
+    assert not Counter(got) - candidates, (text, got)
