@@ -319,6 +319,39 @@ def rank(**kwargs) -> None:
 
 @cli.command()
 @_common_options
+@_batch_options
+@click.option("--input", "input_path", default=None,
+              help='JSON lines {"itemId": ...}; default: every item the model relates.')
+@click.option("--num-results", type=click.IntRange(1, MAX_NUM_RESULTS), default=None,
+              help=f"Related items per item (default recommend.num_results, at most {MAX_NUM_RESULTS}).")
+def related(num_results, **kwargs) -> None:
+    """Related items per item (sims, similar-items) into Delta (and Personalize JSON lines)."""
+    _run_job("related", {"recommend": _compact(num_results=num_results)}, **kwargs)
+
+
+@cli.command()
+@_common_options
+@_batch_options
+@_fresh_data_options
+@click.option("--input", "input_path", default=None,
+              help='JSON lines {"itemId": ...} or {"itemAttributes": "ITEMS.GENRES = \\"Comedy\\""}; '
+                   "default: one segment per item of the model.")
+@click.option("--num-results", type=click.IntRange(1, 5_000_000), default=None,
+              help="Users per segment (default segment.num_results = 25).")
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Or the top share of all users, e.g. 0.01.")
+@click.option("--exclude-interacted/--include-interacted", default=None,
+              help="Leave out users who already interacted with the segment's items.")
+def segment(num_results, fraction, exclude_interacted, **kwargs) -> None:
+    """User segments per item or item-attribute query into Delta (and Personalize JSON lines)."""
+    if num_results is not None and fraction is not None:
+        raise click.UsageError("--num-results and --fraction both given; choose one segment size")
+    _run_job("segment", {"segment": _compact(num_results=num_results, fraction=fraction,
+                                             exclude_interacted=exclude_interacted)}, **kwargs)
+
+
+@cli.command()
+@_common_options
 @_dataset_options(required=True)
 @click.option("--recipe", "recipes", type=click.Choice(RECIPE_NAMES), multiple=True, required=True,
               help="Recipe to evaluate; repeat to compare several on the same split.")

@@ -95,6 +95,17 @@ class RecommendSettings:
 
 
 @dataclass(frozen=True)
+class SegmentSettings:
+    """Batch segment jobs (``segment``): size, exclusions, how item scores make a segment score."""
+
+    num_results: int = 25
+    fraction: Optional[float] = None
+    exclude_interacted: bool = False
+    aggregation: str = "mean"
+    users_per_batch: int = 2048
+
+
+@dataclass(frozen=True)
 class EvaluateSettings:
     """Hold-out protocols and metrics for ``evaluate`` and the metrics ``train`` stores."""
 
@@ -134,6 +145,7 @@ _FIXED_SECTIONS: dict[str, type] = {
     "validation": ValidationSettings,
     "prepare": PrepareSettings,
     "recommend": RecommendSettings,
+    "segment": SegmentSettings,
     "evaluate": EvaluateSettings,
 }
 Settings = dataclasses.make_dataclass(
@@ -269,6 +281,10 @@ CHECKS: dict[str, Check] = {
     "recommend.exploration_weight": _number(0, 1),
     "recommend.exploration_item_age_cut_off": _number(0, low_open=True),
     "recommend.users_per_batch": _number(1),
+    "segment.num_results": _number(1, 5_000_000),
+    "segment.fraction": _number(0, 1, low_open=True),
+    "segment.aggregation": _one_of(("mean", "max")),
+    "segment.users_per_batch": _number(1),
     "evaluate.protocol": _one_of(PROTOCOL_NAMES),
     "evaluate.k": _each(_number(1), non_empty=True),
     "evaluate.holdout_user_fraction": _number(0, 1, low_open=True, high_open=True),

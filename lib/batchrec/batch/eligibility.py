@@ -66,6 +66,13 @@ def light_items(spark, path: str, recorded: dict, data_format: str, delimiter: s
     return raw.select(F.trim(F.col(ITEM_ID)).alias(ITEM_ID), created.alias(CREATION_TIMESTAMP))
 
 
+def items_dataset(spark, path: str, recorded: dict, data_format: str, delimiter: str) -> DataFrame:
+    """The items dataset with every attribute column (attribute queries), IDs trimmed, blank IDs
+    skipped."""
+    raw = _read(spark, path, ITEMS, recorded, data_format, delimiter)
+    return raw.withColumn(ITEM_ID, F.trim(F.col(ITEM_ID))).where(F.col(ITEM_ID) != "")
+
+
 def _read(spark, path: str, kind: str, recorded: dict, data_format: str, delimiter: str) -> DataFrame:
     schema = next((s for s in (load_personalize_schema(p) for p in recorded.get("schemas") or ())
                    if s.kind == kind), None)

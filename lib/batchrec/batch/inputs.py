@@ -1,4 +1,5 @@
-"""Personalize batch input JSON lines: ``{"userId": ...}`` and ``{"userId": ..., "itemList": [...]}``.
+"""Personalize batch input JSON lines: ``{"userId": ...}``, ``{"userId": ..., "itemList": [...]}``,
+``{"itemId": ...}`` and ``{"itemAttributes": "..."}``.
 
 Each non-blank line becomes one request row carrying its file, its position for ordering, its 1-based
 line number, the raw text (echoed back as ``input`` in the JSON-lines output, so ``filterValues`` and
@@ -14,7 +15,7 @@ import logging
 from pyspark.sql import Column, DataFrame, SparkSession, functions as F
 from pyspark.sql.utils import AnalysisException
 
-from batchrec.columns import USER_ID
+from batchrec.columns import ITEM_ID, USER_ID
 from batchrec.errors import DataError
 from batchrec.jsontext import parse_object
 
@@ -28,14 +29,24 @@ ERROR = "error"
 ITEM_LIST = "itemList"
 JSON_USER_ID = "userId"
 JSON_ITEM_LIST = "itemList"
+JSON_ITEM_ID = "itemId"
+JSON_ITEM_ATTRIBUTES = "itemAttributes"
+ITEM_ATTRIBUTES = "itemAttributes"
 KIND_USERS = "users"
 KIND_RANKING = "ranking"
+KIND_ITEMS = "items"
+KIND_ATTRIBUTES = "attributes"
+# Per kind: the JSON field that names the request's subject and the column it is read into.
+SUBJECT = {KIND_USERS: (JSON_USER_ID, USER_ID), KIND_RANKING: (JSON_USER_ID, USER_ID),
+           KIND_ITEMS: (JSON_ITEM_ID, ITEM_ID), KIND_ATTRIBUTES: (JSON_ITEM_ATTRIBUTES, ITEM_ATTRIBUTES)}
 REQUEST_COLUMNS = (FILE, POSITION, LINE, RAW, USER_ID, ERROR)
 _OBJECT = "_object"
 # IDs are strings at every boundary; a whole number is accepted as its decimal text (42 -> "42").
 _ID_TYPES = r"^(STRING|TINYINT|SMALLINT|INT|BIGINT|DECIMAL\(\d+,0\))$"
 EXPECTED = {KIND_USERS: 'expected {"userId": "..."}',
-            KIND_RANKING: 'expected {"userId": "...", "itemList": ["..."]}'}
+            KIND_RANKING: 'expected {"userId": "...", "itemList": ["..."]}',
+            KIND_ITEMS: 'expected {"itemId": "..."}',
+            KIND_ATTRIBUTES: 'expected {"itemAttributes": "ITEMS.FIELD = \\"value\\""}'}
 
 
 def read_requests(spark: SparkSession, path: str, kind: str = KIND_USERS) -> DataFrame:
@@ -51,17 +62,19 @@ def read_requests(spark: SparkSession, path: str, kind: str = KIND_USERS) -> Dat
     Args:
         spark: the session.
         path: file or folder, local or any Hadoop URI.
-        kind: ``"users"`` (``{"userId"}``) or ``"ranking"`` (also ``"itemList"``).
+        kind: ``"users"`` (``{"userId"}``), ``"ranking"`` (also ``"itemList"``), ``"items"``
+            (``{"itemId"}``) or ``"attributes"`` (``{"itemAttributes"}``).
 
     Returns:
-        ``[_file, _position, _line, _raw, USER_ID, error]`` plus ``itemList array<string>`` for
-        ranking; ``error`` is null for a usable line.
+        ``[_file, _position, _line, _raw, <subject>, error]`` where the subject column is
+        ``USER_ID``, ``ITEM_ID`` or ``itemAttributes`` (:data:`SUBJECT`), plus ``itemList
+        array<string>`` for ranking; ``error`` is null for a usable line.
 
     Raises:
         DataError: the path does not exist or cannot be read as text.
     """
     if kind not in EXPECTED:
-        raise ValueError(f"kind must be {KIND_USERS!r} or {KIND_RANKING!r}, got {kind!r}")
+        raise ValueError(f"kind must be one of {sorted(EXPECTED)}, got {kind!r}")
     try:
         text = spark.read.text(path)
     except AnalysisException as exc:
@@ -78,15 +91,16 @@ def read_requests(spark: SparkSession, path: str, kind: str = KIND_USERS) -> Dat
     def fail(message: str) -> Column:
         return F.concat(where, F.lit(message))
 
-    user_value = F.try_variant_get(obj, f"$.{JSON_USER_ID}", "variant")
+    field, column = SUBJECT[kind]
+    user_value = F.try_variant_get(obj, f"$.{field}", "variant")
     user_is_id = F.coalesce(F.schema_of_variant(user_value).rlike(_ID_TYPES), F.lit(False))
-    user = F.when(user_is_id, F.try_variant_get(obj, f"$.{JSON_USER_ID}", "string"))
+    user = F.when(user_is_id, F.try_variant_get(obj, f"$.{field}", "string"))
     error = (F.when(obj.isNull(), _not_one_object(F.col(RAW), where, EXPECTED[kind]))
              .when(user_value.isNull() | F.is_variant_null(user_value),
-                   fail(f'no "{JSON_USER_ID}"; expected a non-empty string'))
-             .when(~user_is_id, fail(f'"{JSON_USER_ID}" is not a string; expected a non-empty string'))
-             .when(F.trim(user) == "", fail(f'no "{JSON_USER_ID}"; expected a non-empty string')))
-    columns = [F.col(c) for c in (FILE, POSITION, LINE, RAW)] + [user.alias(USER_ID)]
+                   fail(f'no "{field}"; expected a non-empty string'))
+             .when(~user_is_id, fail(f'"{field}" is not a string; expected a non-empty string'))
+             .when(F.trim(user) == "", fail(f'no "{field}"; expected a non-empty string')))
+    columns = [F.col(c) for c in (FILE, POSITION, LINE, RAW)] + [user.alias(column)]
     if kind == KIND_RANKING:
         values = F.try_variant_get(obj, f"$.{JSON_ITEM_LIST}", "array<variant>")
         all_ids = F.forall(values, lambda v: v.isNull() | F.is_variant_null(v)

@@ -2,14 +2,18 @@
 
 Every batch job is the same sequence; a job only declares what differs (:class:`BatchJob`):
 
-1. open the solution version trained for the run date (``registry.load_version``) and check that
+1. resolve every location the job reads and writes (``batchrec.locations``): an output that would
+   overwrite an input, the solution or another output is refused before anything is written, and
+   the solution is named by its one canonical, qualified URI in every output row;
+2. open the solution version trained for the run date (``registry.load_version``) and check that
    its recipe can answer the job's question (``catalogue``), before reading any data;
-2. read the requests: a Personalize JSON-lines input file, or every user/item the model knows;
-3. eligibility: the pairs each requester has already seen (``batchrec.batch.eligibility``);
-4. score: the job's ``score`` function, which calls the recipe's scorer;
-5. write: the result is computed once (cached) and written through the sinks: the Delta table (one
+3. read the requests: a Personalize JSON-lines input file, or every user/item the model knows;
+   a file without a usable line stops the job before anything is written;
+4. eligibility: the pairs each requester has already seen (``batchrec.batch.eligibility``);
+5. score: the job's ``score`` function, which calls the recipe's scorer;
+6. write: the result is computed once (cached) and written through the sinks: the Delta table (one
    atomic commit per run date and solution) and, with ``--jsonl``, Personalize's JSON lines;
-6. count and return the run summary (the CLI prints it and writes ``--summary-file``).
+7. count and return the run summary (the CLI prints it and writes ``--summary-file``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from batchrec.batch import eligibility, inputs
 from batchrec.batch.shapes import REASON, OutputShape
 from batchrec.columns import REASON_POPULAR
 from batchrec.errors import DataError
+from batchrec.locations import KIND_DELTA, KIND_FOLDER, KIND_SOLUTION, Location, check_locations
 from batchrec.scoring.model import Model
 from batchrec.sinks import delta, jsonl as jsonl_sink
 from batchrec.spark import scoped_conf
@@ -48,6 +53,19 @@ class JobContext:
     seen: Optional[DataFrame]  # [USER_ID, ITEM_ID] already seen, or None
     items: Optional[DataFrame] = None  # fresher items (light read), when --items is given
     settings: Any = None  # the job's settings section
+    items_source: Optional[str] = None  # the items dataset: --items, else the version's
+    read_items: Optional[Callable[[], DataFrame]] = None
+
+    def item_attributes(self) -> DataFrame:
+        """The whole items dataset (every attribute column), read when a job asks for it.
+
+        Raises:
+            DataError: neither ``--items`` nor the solution version names an items dataset.
+        """
+        if self.read_items is None:
+            raise DataError("this job needs the items dataset: pass --items (the solution version "
+                            "records none)")
+        return self.read_items()
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,8 @@ class BatchJob:
             file is required.
         uses_seen: whether the job excludes already-seen pairs.
         count_label: the summary's name for the number of requests ("users", "requests", ...).
+        prepare_requests: ``f(spark, requests) -> requests`` run on the read requests (adds the
+            request key, marks lines the job cannot serve with an ``error``).
     """
 
     command: str
@@ -80,6 +100,7 @@ class BatchJob:
     uses_seen: bool = True
     count_label: str = "requests"
     summary_extra: dict = field(default_factory=dict)
+    prepare_requests: Optional[Callable[[Any, DataFrame], DataFrame]] = None
 
 
 def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution: str,
@@ -95,6 +116,8 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
         DataError: unreadable input or datasets, or an input file without a single usable line.
     """
     started = time.perf_counter()
+    solution = check_job_locations(spark, solution=solution, output=output, jsonl=jsonl,
+                                   input_path=input_path, interactions=interactions, items=items)
     # Arrow batches are the scoring blocks' upper bound; the scorers also slice them themselves.
     with scoped_conf(spark, {ARROW_BATCH_CONF: users_per_batch}):
         version_ = registry.load_version(spark, solution, version, run_date=run_date)
@@ -112,8 +135,12 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
             seen = eligibility.seen_pairs(model.artifacts, recorded, fresh_frame, seen_event_types)
         fresh_items = (eligibility.light_items(spark, items, recorded, data_format, delimiter)
                        if items else None)
+        items_source = items or recorded.get("items")
+        read_items = (None if not items_source else lambda: eligibility.items_dataset(
+            spark, items_source, recorded, _format(data_format, items, recorded), delimiter))
         usable = requests.where(F.col(inputs.ERROR).isNull())
-        context = JobContext(spark, run_date, model, version_, usable, seen, fresh_items, job_settings)
+        context = JobContext(spark, run_date, model, version_, usable, seen, fresh_items, job_settings,
+                             items_source, read_items)
         with logs.stage(log, "score", command=job.command, recipe=spec.name):
             result = job.score(context).persist()
         try:
@@ -129,6 +156,19 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
             **job.summary_extra}
 
 
+def check_job_locations(spark, *, solution: str, output: str, jsonl: Optional[str] = None,
+                        input_path: Optional[str] = None, interactions: Optional[str] = None,
+                        items: Optional[str] = None) -> str:
+    """Refuse outputs that would overwrite an input, the solution or each other (UsageError, exit 2);
+    returns the solution's canonical URI, the key its rows are written under."""
+    reads = [Location("--solution", solution, KIND_SOLUTION)]
+    reads += [Location(option, path) for option, path in
+              (("--input", input_path), ("--interactions", interactions), ("--items", items)) if path]
+    writes = [Location("--output", output, KIND_DELTA)]
+    writes += [Location("--jsonl", jsonl, KIND_FOLDER)] if jsonl else []
+    return check_locations(spark, reads, writes)["--solution"]
+
+
 def _format(data_format: str, given: Optional[str], recorded: dict) -> str:
     """The format of the interactions read: as given, else as recorded when the path is recorded."""
     if data_format != "auto" or given:
@@ -138,7 +178,10 @@ def _format(data_format: str, given: Optional[str], recorded: dict) -> str:
 
 def _requests(spark, job: BatchJob, model: Model, input_path: Optional[str]) -> tuple[DataFrame, int]:
     if input_path:
-        requests = inputs.read_requests(spark, input_path, job.request_kind).persist()
+        requests = inputs.read_requests(spark, input_path, job.request_kind)
+        if job.prepare_requests is not None:
+            requests = job.prepare_requests(spark, requests)
+        requests = requests.persist()
         return requests, check_requests(requests, input_path)
     if job.all_requests is None:
         raise DataError(f"{job.command} needs --input: a JSON-lines file of requests")

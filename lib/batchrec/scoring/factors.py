@@ -107,3 +107,30 @@ def _bonus(model: Model, matrix, settings, items, reference_time) -> DataFrame:
     return exploration.exploration_bonus(stats, settings.exploration_weight,
                                          settings.exploration_item_age_cut_off, reference_time,
                                          scale, items=items)
+
+
+def users_for_items(model: Model, queries: DataFrame, size, exclude: Optional[DataFrame],
+                    users_per_batch: int) -> DataFrame:
+    """Item affinity: the top users per ``queries[segment_id, ITEM_ID]`` by dot product
+    (``batchrec.scoring.segments``); ``exclude`` pairs leave past interactors out.
+
+    Returns:
+        ``[segment_id, rank, USER_ID, score]``.
+    """
+    from batchrec.scoring import segments
+
+    return segments.item_affinity(model.artifacts, queries, size, exclude=exclude,
+                                  users_per_batch=users_per_batch)
+
+
+def users_for_attributes(model: Model, items: DataFrame, texts, size, exclude: Optional[DataFrame],
+                         aggregation: str, users_per_batch: int) -> DataFrame:
+    """Item-attribute affinity: the top users per attribute query over the items it selects.
+
+    Returns:
+        ``[segment_id, rank, USER_ID, score]``.
+    """
+    from batchrec.scoring import segments
+
+    return segments.item_attribute_affinity(model.artifacts, items, texts, size, exclude=exclude,
+                                            aggregation=aggregation, users_per_batch=users_per_batch)
