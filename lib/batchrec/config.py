@@ -137,6 +137,34 @@ class EvaluateSettings:
 
 
 @dataclass(frozen=True)
+class DynamoDBSettings:
+    """``export-dynamodb``: endpoint, write budget, retries, item limits and TTL.
+
+    Credentials are never settings: boto3's standard chain finds them (environment, shared
+    credentials file, instance or container role).
+    """
+
+    endpoint_url: str = ""
+    region: str = ""
+    ttl_days: int = 7
+    ttl_attribute: str = "ttl"
+    write_rate: float = 1000.0
+    write_rate_unit: str = "wcu"
+    writers: int = 0
+    retry_deadline_seconds: float = 120.0
+    backoff_base_seconds: float = 0.05
+    backoff_max_seconds: float = 5.0
+    max_item_bytes: int = 400_000
+    segment_page_size: int = 100
+    segment_views: tuple[str, ...] = ("members", "user")
+    verify_sample: int = 100
+    progress_seconds: float = 30.0
+    table_wait_seconds: float = 300.0
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one batchrec invocation."""
 
@@ -148,6 +176,7 @@ class Settings:
     trending: TrendingSettings = field(default_factory=TrendingSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    dynamodb: DynamoDBSettings = field(default_factory=DynamoDBSettings)
 
 
 def section_types() -> dict[str, type]:

@@ -1,0 +1,180 @@
+"""One run's rows of a batch output Delta table, and the three shapes those tables come in.
+
+Every batch job writes a Delta table partitioned by ``run_date`` with one ``replaceWhere`` commit per
+(run_date, solution) (``batchrec.sinks.delta``). Three shapes exist; each has an *entity* (what one
+result list belongs to), a *member* (what the list holds) and a ``rank`` ordering the list:
+
+============== ========================================================================== ========== ===============
+shape          columns                                                                    entity     member
+============== ========================================================================== ========== ===============
+recommendations run_date, solution, solution_version, recipe, user_id, rank, item_id,       user_id    item_id
+               score, reason
+related        run_date, solution, solution_version, recipe, item_id, rank,               item_id    related_item_id
+               related_item_id, score, reason
+segments       run_date, solution, solution_version, recipe, segment_id, query, rank,     segment_id user_id
+               user_id, score
+============== ========================================================================== ========== ===============
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from pyspark.sql import DataFrame, SparkSession, functions as F
+from pyspark.sql.utils import AnalysisException
+
+from batchrec.columns import (OUT_ITEM_ID, OUT_RANK, OUT_REASON, OUT_RECIPE, OUT_RUN_DATE, OUT_SCORE,
+                              OUT_SOLUTION, OUT_SOLUTION_VERSION, OUT_USER_ID)
+from batchrec.errors import DataError, UsageError
+
+# Columns of the related-items and segment tables (their jobs write them with these names).
+OUT_RELATED_ITEM_ID = "related_item_id"
+OUT_SEGMENT_ID = "segment_id"
+OUT_QUERY = "query"
+
+RECOMMENDATIONS = "recommendations"
+RELATED = "related"
+SEGMENTS = "segments"
+RUN_COLUMNS = (OUT_RUN_DATE, OUT_SOLUTION, OUT_SOLUTION_VERSION, OUT_RECIPE)
+# How many run dates an error message lists.
+LISTED_RUN_DATES = 10
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A batch output table's layout: its columns, the list owner (entity) and the list element (member)."""
+
+    name: str
+    columns: tuple[str, ...]
+    entity: str
+    member: str
+
+    @property
+    def payload(self) -> tuple[str, ...]:
+        """Columns other than the run columns and the entity: what one list element carries."""
+        return tuple(c for c in self.columns if c not in RUN_COLUMNS and c != self.entity)
+
+
+SHAPES = {
+    RECOMMENDATIONS: Shape(RECOMMENDATIONS, RUN_COLUMNS + (OUT_USER_ID, OUT_RANK, OUT_ITEM_ID, OUT_SCORE,
+                                                         OUT_REASON), OUT_USER_ID, OUT_ITEM_ID),
+    RELATED: Shape(RELATED, RUN_COLUMNS + (OUT_ITEM_ID, OUT_RANK, OUT_RELATED_ITEM_ID, OUT_SCORE, OUT_REASON),
+                   OUT_ITEM_ID, OUT_RELATED_ITEM_ID),
+    SEGMENTS: Shape(SEGMENTS, RUN_COLUMNS + (OUT_SEGMENT_ID, OUT_QUERY, OUT_RANK, OUT_USER_ID, OUT_SCORE),
+                    OUT_SEGMENT_ID, OUT_USER_ID),
+}
+# The column that tells a shape apart, most specific first (a segment table also has user_id).
+_MARKERS = ((OUT_SEGMENT_ID, SEGMENTS), (OUT_RELATED_ITEM_ID, RELATED), (OUT_USER_ID, RECOMMENDATIONS))
+
+
+def detect_shape(columns: Sequence[str], source: str, name: Optional[str] = None) -> Shape:
+    """The shape of a table with ``columns``, or the one named ``name`` after checking its columns.
+
+    Raises:
+        UsageError: ``name`` is not a known shape.
+        DataError: the columns fit no shape, or lack some of the named shape's columns.
+    """
+    present = set(columns)
+    if name is not None:
+        if name not in SHAPES:
+            raise UsageError(f"unknown shape {name!r}; expected one of {', '.join(SHAPES)}")
+        shape = SHAPES[name]
+    else:
+        shape = next((SHAPES[s] for marker, s in _MARKERS if marker in present), None)
+        if shape is None:
+            raise DataError(
+                f"{source}: columns {', '.join(columns)} fit none of the batch output shapes; expected "
+                + "; or ".join(f"{s.name} ({', '.join(s.columns)})" for s in SHAPES.values()))
+    missing = [c for c in shape.columns if c not in present]
+    if missing:
+        raise DataError(f"{source}: a {shape.name} table needs the columns {', '.join(missing)}; "
+                        f"it has {', '.join(columns)}")
+    return shape
+
+
+def read_table(spark: SparkSession, path: str) -> DataFrame:
+    """The Delta table at ``path``.
+
+    Raises:
+        DataError: there is no Delta table at ``path``.
+    """
+    try:
+        return spark.read.format("delta").load(path)
+    except AnalysisException as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise DataError(f"--input {path}: not a readable Delta table ({first.strip()}); expected the "
+                        f"--output table of a batch job (recommend, related, segment)") from exc
+
+
+def read_run(spark: SparkSession, path: str, run_date: dt.date, solution: Optional[str] = None,
+             shape: Optional[str] = None) -> tuple[DataFrame, Shape]:
+    """The rows of ``run_date`` (and of ``solution`` when given) in the batch output table at ``path``.
+
+    Returns:
+        ``(rows, shape)``: the rows with exactly the shape's columns, and the shape.
+
+    Raises:
+        DataError: no Delta table, columns of no known shape, or no row for the run date (and
+        solution); the message lists the run dates (and solutions) the table does have.
+    """
+    table = read_table(spark, path)
+    found = detect_shape(table.columns, f"--input {path}", shape)
+    selected = table.where(run_filter(run_date, solution)).select(*found.columns)
+    if selected.limit(1).count() == 0:
+        raise DataError(no_rows_message(table, path, run_date, solution))
+    return selected, found
+
+
+def run_filter(run_date: dt.date, solution: Optional[str] = None):
+    """Column predicate for one run date and, when given, one solution (partition pruning on run_date)."""
+    predicate = F.col(OUT_RUN_DATE) == F.lit(run_date)
+    if solution is not None:
+        predicate = predicate & (F.col(OUT_SOLUTION) == F.lit(solution))
+    return predicate
+
+
+def no_rows_message(table: DataFrame, path: str, run_date: dt.date, solution: Optional[str]) -> str:
+    """Why a run selected nothing, naming what the table does hold (a few run dates and solutions)."""
+    wanted = f"run_date {run_date.isoformat()}" + (f" and solution {solution!r}" if solution else "")
+    dates = [r[0].isoformat() for r in table.select(OUT_RUN_DATE).distinct()
+             .orderBy(F.col(OUT_RUN_DATE).desc()).limit(LISTED_RUN_DATES).collect()]
+    if not dates:
+        return f"--input {path}: the table is empty; expected the rows of {wanted}"
+    message = f"--input {path}: no rows for {wanted}; latest run dates in the table: {', '.join(dates)}"
+    if solution:
+        solutions = [r[0] for r in table.where(F.col(OUT_RUN_DATE) == F.lit(run_date))
+                     .select(OUT_SOLUTION).distinct().orderBy(OUT_SOLUTION).limit(LISTED_RUN_DATES).collect()]
+        if solutions:
+            message += f"; solutions on {run_date.isoformat()}: {', '.join(solutions)}"
+    return message
+
+
+def newer_runs(spark: SparkSession, path: str, rows: DataFrame, run_date: dt.date) -> list[tuple[str, str]]:
+    """(solution, run_date) of later runs of this run's solutions in the same table (at most a few)."""
+    table = read_table(spark, path)
+    solutions = rows.select(OUT_SOLUTION).distinct()
+    later = (table.where(F.col(OUT_RUN_DATE) > F.lit(run_date)).select(OUT_SOLUTION, OUT_RUN_DATE).distinct()
+             .join(solutions, OUT_SOLUTION, "left_semi").groupBy(OUT_SOLUTION)
+             .agg(F.max(OUT_RUN_DATE).alias(OUT_RUN_DATE)).orderBy(OUT_SOLUTION).limit(LISTED_RUN_DATES))
+    return [(r[OUT_SOLUTION], r[OUT_RUN_DATE].isoformat()) for r in later.collect()]
+
+
+def check_keys(rows: DataFrame, shape: Shape, path: str) -> int:
+    """Count the rows and check that no key column is null (a null ID cannot become a key).
+
+    Returns:
+        The number of rows.
+
+    Raises:
+        DataError: a solution, entity, member or rank is null; names the column and the count.
+    """
+    keys = (OUT_SOLUTION, shape.entity, OUT_RANK, shape.member)
+    row = rows.agg(F.count(F.lit(1)).alias("_rows"),
+                   *[F.count(F.when(F.col(c).isNull(), 1)).alias(c) for c in keys]).first()
+    nulls = {c: row[c] for c in keys if row[c]}
+    if nulls:
+        raise DataError(f"--input {path}: " + ", ".join(f"{n} rows with a null {c}" for c, n in nulls.items())
+                        + f"; every {shape.name} row needs {', '.join(keys)}")
+    return int(row["_rows"])
