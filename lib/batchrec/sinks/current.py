@@ -88,9 +88,8 @@ def update_current(spark: SparkSession, history_path: str, current_path: str, ru
     from delta.tables import DeltaTable
     from pyspark.sql.utils import AnalysisException
 
-    run_rows, found = runs.read_run(spark, history_path, run_date, solution, shape)
+    run_rows, found, stats = runs.read_run(spark, history_path, run_date, solution, shape)
     run_rows = run_rows.persist()
-    rows = runs.check_keys(run_rows, found, history_path)
     try:
         if not DeltaTable.isDeltaTable(spark, current_path):
             run_rows.limit(0).write.format("delta").mode("append").save(current_path)
@@ -109,7 +108,7 @@ def update_current(spark: SparkSession, history_path: str, current_path: str, ru
                  .whenMatchedUpdate(set=values)
                  .whenNotMatchedInsert(condition=f"NOT {SOURCE}.{DELETE_MARKER}", values=values))
         if delete_absent:
-            solutions = [r[0] for r in run_rows.select(OUT_SOLUTION).distinct().collect()]
+            solutions = stats.solutions
             merge = merge.whenNotMatchedBySourceDelete(
                 condition=f"{TARGET}.{OUT_SOLUTION} IN ({', '.join(_sql_string(s) for s in solutions)}) "
                           f"AND {TARGET}.{OUT_RUN_DATE} <= DATE'{run_date.isoformat()}'")
@@ -122,7 +121,7 @@ def update_current(spark: SparkSession, history_path: str, current_path: str, ru
         run_rows.unpersist()
     last = DeltaTable.forPath(spark, current_path).history(1).select("version", "operationMetrics").first()
     metrics = last["operationMetrics"] or {}
-    result = {"rows": rows, "inserted": int(metrics.get("numTargetRowsInserted", 0)),
+    result = {"rows": stats.rows, "inserted": int(metrics.get("numTargetRowsInserted", 0)),
               "updated": int(metrics.get("numTargetRowsUpdated", 0)),
               "deleted": int(metrics.get("numTargetRowsDeleted", 0)), "version": int(last["version"])}
     log.info("current table %s: run %s merged: %s", current_path, run_date.isoformat(),

@@ -338,19 +338,13 @@ def export_run(spark: SparkSession, delta_path: str, run_date: dt.date, solution
                          ds.read_timeout_seconds)
     region_name = client.meta.region_name
 
-    rows, found_shape = runs.read_run(spark, delta_path, run_date, solution, shape)
-    if not allow_older_run:
-        later = runs.newer_runs(spark, delta_path, rows, run_date)
-        if later:
-            raise UsageError(
-                f"--input {delta_path} has later runs of the same solutions ("
-                + ", ".join(f"{s} {d}" for s, d in later)
-                + f"); exporting {run_date.isoformat()} would overwrite their items in {table}. "
-                  f"Pass --allow-older-run to do it anyway")
-    rows = rows.persist()
-    row_count = runs.check_keys(rows, found_shape, delta_path)
-    solutions = [r[0] for r in rows.select(OUT_SOLUTION).distinct().orderBy(OUT_SOLUTION)
-                 .limit(runs.LISTED_RUN_DATES).collect()]
+    rows, found_shape, stats = runs.read_run(spark, delta_path, run_date, solution, shape)
+    if stats.later and not allow_older_run:
+        raise UsageError(
+            f"--input {delta_path} has later runs of the same solutions ("
+            + ", ".join(f"{s} {d}" for s, d in stats.later)
+            + f"); exporting {run_date.isoformat()} would overwrite their items in {table}. "
+              f"Pass --allow-older-run to do it anyway")
 
     admin = ensure_table(client, table, create=create_table, ttl_attribute=ds.ttl_attribute if ttl_days else None,
                          wait_seconds=ds.table_wait_seconds, endpoint=endpoint)
@@ -392,14 +386,13 @@ def export_run(spark: SparkSession, delta_path: str, run_date: dt.date, solution
         failures += bad
         for name in COUNT_FIELDS:
             totals[name] += counts[name]
-    rows.unpersist()
 
     seconds = time.perf_counter() - started
     missing = expected_items - totals["acknowledged"]
     summary = {
-        "command": "export-dynamodb", "run_date": run_date.isoformat(), "solutions": solutions,
+        "command": "export-dynamodb", "run_date": run_date.isoformat(), "solutions": list(stats.solutions),
         "shape": found_shape.name, "views": list(views), "input": delta_path, "table": table,
-        "endpoint_url": redact_url(endpoint) or "", "region": region_name or "", "rows": row_count,
+        "endpoint_url": redact_url(endpoint) or "", "region": region_name or "", "rows": stats.rows,
         "items": expected_items, **{k: v for k, v in totals.items() if k != "items"},
         "missing": missing, "verified": verified, "verify_failures": len(failures),
         "table_created": admin["table_created"], "ttl": admin["ttl"], "ttl_attribute": ds.ttl_attribute if ttl_days else "",

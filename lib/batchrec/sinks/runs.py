@@ -108,23 +108,69 @@ def read_table(spark: SparkSession, path: str) -> DataFrame:
                         f"--output table of a batch job (recommend, related, segment)") from exc
 
 
+@dataclass(frozen=True)
+class RunStats:
+    """What one aggregation over the run (and the later runs of its solutions) found."""
+
+    rows: int
+    solutions: tuple[str, ...]
+    later: tuple[tuple[str, str], ...]   # (solution, latest run date) where a later run exists
+
+
 def read_run(spark: SparkSession, path: str, run_date: dt.date, solution: Optional[str] = None,
-             shape: Optional[str] = None) -> tuple[DataFrame, Shape]:
+             shape: Optional[str] = None) -> tuple[DataFrame, Shape, RunStats]:
     """The rows of ``run_date`` (and of ``solution`` when given) in the batch output table at ``path``.
 
+    One aggregation (grouped by solution, over this run date and later ones) counts the rows,
+    checks that no key column is null, and finds later runs of the same solutions.
+
     Returns:
-        ``(rows, shape)``: the rows with exactly the shape's columns, and the shape.
+        ``(rows, shape, stats)``: the run's rows with exactly the shape's columns (lazy), the shape,
+        and the :class:`RunStats`.
 
     Raises:
-        DataError: no Delta table, columns of no known shape, or no row for the run date (and
-        solution); the message lists the run dates (and solutions) the table does have.
+        DataError: no Delta table, columns of no known shape, no row for the run date (and
+        solution; the message lists the run dates and solutions the table does have), or a null
+        solution, entity, member or rank.
     """
     table = read_table(spark, path)
     found = detect_shape(table.columns, f"--input {path}", shape)
     selected = table.where(run_filter(run_date, solution)).select(*found.columns)
-    if selected.limit(1).count() == 0:
+    stats = run_stats(table, found, path, run_date, solution)
+    return selected, found, stats
+
+
+def run_stats(table: DataFrame, shape: Shape, path: str, run_date: dt.date,
+              solution: Optional[str] = None) -> RunStats:
+    """Count the run's rows per solution, check its keys, and find later runs (one Spark job).
+
+    Raises:
+        DataError: no rows for the run, or null keys (naming the column and the count).
+    """
+    scope = table.where(F.col(OUT_RUN_DATE) >= F.lit(run_date))
+    if solution is not None:
+        scope = scope.where(F.col(OUT_SOLUTION) == F.lit(solution))
+    in_run = F.col(OUT_RUN_DATE) == F.lit(run_date)
+    keys = (shape.entity, OUT_RANK, shape.member)
+    # Grouped by solution: a handful of rows, one per solution in the table.
+    groups = scope.groupBy(OUT_SOLUTION).agg(
+        F.count(F.when(in_run, 1)).alias("_rows"), F.max(OUT_RUN_DATE).alias("_latest"),
+        *[F.count(F.when(in_run & F.col(c).isNull(), 1)).alias(c) for c in keys]).collect()
+    groups = [g for g in groups if g["_rows"]] + [g for g in groups if not g["_rows"]]
+    total = sum(g["_rows"] for g in groups)
+    if total == 0:
         raise DataError(no_rows_message(table, path, run_date, solution))
-    return selected, found
+    nulls = {OUT_SOLUTION: sum(g["_rows"] for g in groups if g[OUT_SOLUTION] is None)}
+    nulls.update({c: sum(g[c] for g in groups) for c in keys})
+    nulls = {c: n for c, n in nulls.items() if n}
+    if nulls:
+        raise DataError(f"--input {path}: " + ", ".join(f"{n} rows with a null {c}" for c, n in nulls.items())
+                        + f" on {run_date.isoformat()}; every {shape.name} row needs "
+                        + ", ".join((OUT_SOLUTION,) + keys))
+    present = sorted(g[OUT_SOLUTION] for g in groups if g["_rows"])
+    later = sorted((g[OUT_SOLUTION], g["_latest"].isoformat()) for g in groups
+                   if g["_rows"] and g["_latest"] > run_date)
+    return RunStats(int(total), tuple(present), tuple(later))
 
 
 def run_filter(run_date: dt.date, solution: Optional[str] = None):
@@ -149,32 +195,3 @@ def no_rows_message(table: DataFrame, path: str, run_date: dt.date, solution: Op
         if solutions:
             message += f"; solutions on {run_date.isoformat()}: {', '.join(solutions)}"
     return message
-
-
-def newer_runs(spark: SparkSession, path: str, rows: DataFrame, run_date: dt.date) -> list[tuple[str, str]]:
-    """(solution, run_date) of later runs of this run's solutions in the same table (at most a few)."""
-    table = read_table(spark, path)
-    solutions = rows.select(OUT_SOLUTION).distinct()
-    later = (table.where(F.col(OUT_RUN_DATE) > F.lit(run_date)).select(OUT_SOLUTION, OUT_RUN_DATE).distinct()
-             .join(solutions, OUT_SOLUTION, "left_semi").groupBy(OUT_SOLUTION)
-             .agg(F.max(OUT_RUN_DATE).alias(OUT_RUN_DATE)).orderBy(OUT_SOLUTION).limit(LISTED_RUN_DATES))
-    return [(r[OUT_SOLUTION], r[OUT_RUN_DATE].isoformat()) for r in later.collect()]
-
-
-def check_keys(rows: DataFrame, shape: Shape, path: str) -> int:
-    """Count the rows and check that no key column is null (a null ID cannot become a key).
-
-    Returns:
-        The number of rows.
-
-    Raises:
-        DataError: a solution, entity, member or rank is null; names the column and the count.
-    """
-    keys = (OUT_SOLUTION, shape.entity, OUT_RANK, shape.member)
-    row = rows.agg(F.count(F.lit(1)).alias("_rows"),
-                   *[F.count(F.when(F.col(c).isNull(), 1)).alias(c) for c in keys]).first()
-    nulls = {c: row[c] for c in keys if row[c]}
-    if nulls:
-        raise DataError(f"--input {path}: " + ", ".join(f"{n} rows with a null {c}" for c, n in nulls.items())
-                        + f"; every {shape.name} row needs {', '.join(keys)}")
-    return int(row["_rows"])
