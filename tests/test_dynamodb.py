@@ -434,13 +434,30 @@ def test_size_guard_trims_lists_so_items_fit(spark, tmp_path, server):
         {k: v for k, v in expected.items() if k[0] != "U#big-user"}
 
 
-def test_write_budget_limits_the_rate(spark, recs_path, moto_server):
-    started = time.perf_counter()
-    summary = export(spark, recs_path, new_table(), moto_server.url,
-                     settings_with(write_rate=8.0, write_rate_unit="items", verify_sample=0), solution="sol-a")
+def test_write_budget_limits_the_rate_and_long_exports_report_progress(spark, recs_path, moto_server):
+    import logging
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("batchrec.sinks.dynamodb")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        started = time.perf_counter()
+        summary = export(spark, recs_path, new_table(), moto_server.url,
+                         settings_with(write_rate=8.0, write_rate_unit="items", verify_sample=0,
+                                       progress_seconds=0.5), solution="sol-a")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     # 32 items at 8 items/s shared by 2 tasks (4/s each, 1 s of burst each): at least 3 s.
     assert time.perf_counter() - started >= 3.0
     assert summary["write_seconds"] >= 3.0 and summary["acknowledged"] == 32
+    progress = [line for line in lines if line.startswith("export progress:")]
+    assert len(progress) >= 3 and "tasks done, 32 items to write" in progress[-1]
+    assert any(line.startswith("summary command=export-dynamodb") and "acknowledged=32" in line for line in lines)
 
 
 def test_segments_export_pages_by_segment_and_lists_per_user(spark, tmp_path, server):
