@@ -40,6 +40,8 @@ TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
                     "AWS_DEFAULT_REGION": "us-east-1"}
 AMZ_JSON = "application/x-amz-json-1.0"
 BATCH_WRITE_TARGET = "DynamoDB_20120810.BatchWriteItem"
+INVALID_BODY = {"__type": "com.amazon.coral.validate#ValidationException",
+                "message": "One or more parameter values were invalid: injected by the test proxy"}
 THROTTLE_BODY = {
     "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
     "message": "The level of configured provisioned throughput for the table was exceeded. "
@@ -125,15 +127,15 @@ def start_moto(log_dir: Path) -> LocalServer:
     raise RuntimeError(f"moto server did not start: {last_error}")
 
 
-def start_dynalite(log_dir: Path) -> LocalServer:
-    """dynalite (in memory) on a free port."""
+def start_dynalite(log_dir: Path, create_table_ms: int = DYNALITE_CREATE_TABLE_MS) -> LocalServer:
+    """dynalite (in memory) on a free port; new tables stay CREATING for ``create_table_ms``."""
     cli = ensure_dynalite()
     node = shutil.which("node") or "node"
     last_error: Optional[Exception] = None
     for _ in range(3):
         port = free_port()
         server = LocalServer("dynalite", [node, str(cli), "--host", HOST, "--port", str(port),
-                                          "--createTableMs", str(DYNALITE_CREATE_TABLE_MS)],
+                                          "--createTableMs", str(create_table_ms)],
                              port, log_dir / f"dynalite-{port}.log")
         try:
             return server.wait_ready()
@@ -160,11 +162,12 @@ class FaultProxy:
     pass through): ``"pass"`` forwards it; ``"throttle"`` answers HTTP 400
     ``ProvisionedThroughputExceededException`` without forwarding; ``"partial"`` forwards the first
     half of the requests and returns the other half as ``UnprocessedItems``; ``"drop"`` answers
-    success without forwarding anything. Counters record what was injected.
+    success without forwarding anything; ``"invalid"`` answers HTTP 400 ``ValidationException`` (an
+    error no retry can fix). Counters record what was injected.
     """
 
     def __init__(self, target_url: str, plan: Sequence[str] = ("pass",)):
-        unknown = set(plan) - {"pass", "throttle", "partial", "drop"}
+        unknown = set(plan) - {"pass", "throttle", "partial", "drop", "invalid"}
         if unknown:
             raise ValueError(f"unknown proxy actions {sorted(unknown)}")
         self.target = urllib.parse.urlsplit(target_url)
@@ -215,6 +218,8 @@ class FaultProxy:
             with self.lock:
                 self.throttled += 1
             self.reply(handler, 400, THROTTLE_BODY)
+        elif action == "invalid":
+            self.reply(handler, 400, INVALID_BODY)
         elif action == "drop":
             with self.lock:
                 self.dropped_items += len(writes)

@@ -298,6 +298,14 @@ def test_base_toml_has_the_dynamodb_defaults():
     assert "[dynamodb]" in (REPO / "conf" / "base.toml").read_text()
 
 
+def test_endpoint_credentials_are_redacted_for_logs():
+    from batchrec.sinks.dynamodb_table import redact_url
+
+    assert redact_url("https://key:secret@ddb.example:8000/x") == "https://ddb.example:8000/x"
+    assert redact_url("http://127.0.0.1:4567") == "http://127.0.0.1:4567"
+    assert redact_url(None) is None
+
+
 def test_bad_table_name_is_a_usage_error_before_spark_starts(capsys):
     from batchrec.cli import main
     from batchrec.sinks.dynamodb_table import check_table_name
@@ -399,6 +407,15 @@ def test_items_still_unprocessed_at_the_deadline_fail_the_export(spark, recs_pat
     proxy.set_plan(["pass"])
     export(spark, recs_path, table, proxy.url, solution="sol-b")
     assert scan(client_for(moto_server.url), table) == expected_recs(_rows_b(), solution="sol-b", version="v7")
+
+
+def test_an_error_retrying_cannot_fix_fails_the_export_at_once(spark, recs_path, moto_server, proxy_for):
+    proxy = proxy_for(moto_server, ["invalid"])
+    table = new_table()
+    with pytest.raises(JobError, match=f"BatchWriteItem on table {table} failed: ValidationException: "
+                                       f"One or more parameter values were invalid"):
+        export(spark, recs_path, table, proxy.url, settings_with(writers=1), solution="sol-b")
+    assert proxy.batch_requests == 1   # one writer task, one batch of 6 items, no retry
 
 
 def test_read_back_catches_writes_acknowledged_but_not_stored(spark, recs_path, dynalite_server, proxy_for):
@@ -658,25 +675,32 @@ def test_unreachable_endpoint_is_a_job_error(spark, recs_path):
                settings_with(connect_timeout_seconds=1.0))
 
 
-def test_new_table_is_waited_for_until_active(dynalite_server):
+def test_new_table_is_waited_for_until_active(tmp_path):
     from batchrec.sinks.dynamodb_table import ensure_table
 
-    client = client_for(dynalite_server.url)
-    table = new_table()
-    started = time.monotonic()
-    outcome = ensure_table(client, table, create=True, ttl_attribute="ttl", wait_seconds=30,
-                           endpoint=dynalite_server.url)
-    assert outcome == {"table_created": True, "ttl": "not supported by the endpoint"}
-    assert time.monotonic() - started >= 0.3  # dynalite keeps new tables CREATING for 400 ms
-    assert client.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE"
-    # A table another process is still creating is waited for as well.
-    racing = new_table()
-    client.create_table(TableName=racing, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                                     {"AttributeName": "sk", "KeyType": "RANGE"}],
-                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                              {"AttributeName": "sk", "AttributeType": "S"}],
-                        BillingMode="PAY_PER_REQUEST")
-    assert client.describe_table(TableName=racing)["Table"]["TableStatus"] == "CREATING"
-    assert ensure_table(client, racing, create=True, ttl_attribute=None, wait_seconds=30,
-                        endpoint=dynalite_server.url) == {"table_created": False, "ttl": "off"}
-    assert client.describe_table(TableName=racing)["Table"]["TableStatus"] == "ACTIVE"
+    server = start_dynalite(tmp_path, create_table_ms=2000)  # new tables stay CREATING for 2 s
+    try:
+        client = client_for(server.url)
+        table = new_table()
+        started = time.monotonic()
+        outcome = ensure_table(client, table, create=True, ttl_attribute="ttl", wait_seconds=30, endpoint=server.url)
+        assert outcome == {"table_created": True, "ttl": "not supported by the endpoint"}
+        assert time.monotonic() - started >= 1.5
+        assert client.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE"
+        # A table another process is still creating is waited for as well.
+        racing = new_table()
+        client.create_table(TableName=racing, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                                         {"AttributeName": "sk", "KeyType": "RANGE"}],
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                  {"AttributeName": "sk", "AttributeType": "S"}],
+                            BillingMode="PAY_PER_REQUEST")
+        assert client.describe_table(TableName=racing)["Table"]["TableStatus"] == "CREATING"
+        assert ensure_table(client, racing, create=True, ttl_attribute=None, wait_seconds=30,
+                            endpoint=server.url) == {"table_created": False, "ttl": "off"}
+        assert client.describe_table(TableName=racing)["Table"]["TableStatus"] == "ACTIVE"
+        # Not ACTIVE in time: a JobError naming the table's status.
+        slow = new_table()
+        with pytest.raises(JobError, match=f"table {slow} is CREATING, not ACTIVE, after 0 s"):
+            ensure_table(client, slow, create=True, ttl_attribute=None, wait_seconds=0.2, endpoint=server.url)
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ calls of at most 25 puts and yields a single row of counts, which the driver sum
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import sys
@@ -242,10 +243,14 @@ def write_partition(batches: Iterator, config: WriterConfig) -> Iterator:
 
     context = TaskContext.get()
     partition = context.partitionId() if context else 0
-    client = make_client(config.endpoint_url, config.region, config.connect_timeout_seconds,
-                         config.read_timeout_seconds)
     rows = (row for batch in batches for row in batch.to_pylist())
-    counts = write_rows(rows, config, client, partition)
+    first = next(rows, None)
+    if first is None:  # an empty partition needs no client
+        counts = Counts()
+    else:
+        client = make_client(config.endpoint_url, config.region, config.connect_timeout_seconds,
+                             config.read_timeout_seconds)
+        counts = write_rows(itertools.chain([first], rows), config, client, partition)
     values = {"partition": [partition], **{name: [value] for name, value in counts.as_dict().items()}}
     yield pa.RecordBatch.from_pydict(values, schema=counts_arrow_schema())
 

@@ -51,11 +51,6 @@ class Shape:
     entity: str
     member: str
 
-    @property
-    def payload(self) -> tuple[str, ...]:
-        """Columns other than the run columns and the entity: what one list element carries."""
-        return tuple(c for c in self.columns if c not in RUN_COLUMNS and c != self.entity)
-
 
 SHAPES = {
     RECOMMENDATIONS: Shape(RECOMMENDATIONS, RUN_COLUMNS + (OUT_USER_ID, OUT_RANK, OUT_ITEM_ID, OUT_SCORE,
