@@ -704,3 +704,11 @@ def test_new_table_is_waited_for_until_active(tmp_path):
             ensure_table(client, slow, create=True, ttl_attribute=None, wait_seconds=0.2, endpoint=server.url)
     finally:
         server.stop()
+
+
+def test_spark_submit_entry_passes_the_exit_code_through():
+    env = {**os.environ, "MASTER": "local[1]"}
+    result = subprocess.run([str(REPO / "spark-submit.sh"), "export_dynamodb", "--input", "nowhere", "--table", "ab"],
+                            capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert result.returncode == 2
+    assert "is not a DynamoDB table name" in result.stdout + result.stderr
