@@ -404,16 +404,26 @@ def export_run(spark: SparkSession, delta_path: str, run_date: dt.date, solution
     if totals["trimmed_items"]:
         log.warning("%d items were over %d bytes: %d lowest-ranked list entries were left out",
                     totals["trimmed_items"], ds.max_item_bytes, totals["trimmed_entries"])
+    check_complete(summary, totals["items"], failures, ds.retry_deadline_seconds)
+    return summary
+
+
+def check_complete(summary: dict, items_written: int, failures: list[str], deadline: float) -> None:
+    """Reconcile the summed task counts with the expected items and the read-back sample.
+
+    Raises:
+        ExportIncomplete: items not acknowledged (or tasks that saw other items than expected), or
+        sampled items missing or different; the message says how many and why.
+    """
     problems = []
-    if missing or totals["items"] != expected_items:
-        problems.append(f"{missing} of {expected_items} items were not acknowledged ({totals['abandoned']} given "
-                        f"up after the {ds.retry_deadline_seconds:.0f} s retry deadline, {totals['oversized']} too "
-                        f"large for DynamoDB even without list entries)")
+    if summary["missing"] or items_written != summary["items"]:
+        problems.append(f"{summary['missing']} of {summary['items']} items were not acknowledged "
+                        f"({summary['abandoned']} given up after the {deadline:g} s retry deadline, "
+                        f"{summary['oversized']} too large for DynamoDB even without list entries)")
     if failures:
-        problems.append(f"{len(failures)} of {verified} items read back differ from what was written: "
+        problems.append(f"{len(failures)} of {summary['verified']} items read back differ from what was written: "
                         + "; ".join(failures[:LISTED_FAILURES]))
     if problems:
-        raise ExportIncomplete(f"export of {delta_path} run {run_date.isoformat()} to table {table} is incomplete: "
-                               + "; ".join(problems) + ". Run the export again: it replaces items, never "
-                               "duplicates them", summary)
-    return summary
+        raise ExportIncomplete(f"export of {summary['input']} run {summary['run_date']} to table {summary['table']} "
+                               f"is incomplete: " + "; ".join(problems)
+                               + ". Run the export again: it replaces items, never duplicates them", summary)
