@@ -19,10 +19,18 @@ bootstrap() {
   fi
 }
 
+# Node packages the tests use (dynalite, a DynamoDB-compatible server), exactly as package-lock.json pins them.
+bootstrap_node() {
+  command -v npm >/dev/null || { echo "the tests need Node 20+ and npm on PATH (dynalite)" >&2; exit 2; }
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
   demo) bootstrap; exec "$VENV/bin/batchrec" demo "$@" ;;
-  test) bootstrap; exec "$VENV/bin/python" -m pytest tests "$@" ;;
+  test) bootstrap; bootstrap_node; exec "$VENV/bin/python" -m pytest tests "$@" ;;
   *) echo "usage: ./dev.sh demo|test [options]" >&2; exit 2 ;;
 esac

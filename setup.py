@@ -31,7 +31,9 @@ setup(
         "tomli>=2.0; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7", "hypothesis>=6.100"],
+        # moto's server mode is one of the two DynamoDB-compatible servers the export tests run.
+        "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7", "hypothesis>=6.100",
+                 "moto[server]==5.2.5"],
         "report": ["matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["batchrec=batchrec.cli:entry_point"]},

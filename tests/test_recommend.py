@@ -184,13 +184,15 @@ def test_recommend_command_writes_delta_and_jsonl_and_reruns_idempotently(spark,
     summary = recommend_command.run(spark, settings, RUN_DATE, **kwargs)
     assert {k: summary[k] for k in ("users", "rows", "errors", "backfilled_users", "version")} == {
         "users": 2, "rows": 4, "errors": 1, "backfilled_users": 1, "version": version.version}
+    key = f"file:{solution}"  # the one canonical spelling of the solution
+    assert summary["solution"] == key
     expected = [
         # only purchases count as seen: u1 bought a, so b (clicked) may come back, and the viewed c
         # still heads the popular list of the unknown user "new".
-        (RUN_DATE, solution, version.version, "user-personalization", "new", 1, "c", None, "popular"),
-        (RUN_DATE, solution, version.version, "user-personalization", "new", 2, "x", None, "popular"),
-        (RUN_DATE, solution, version.version, "user-personalization", "u1", 1, "b", 1.0, "model"),
-        (RUN_DATE, solution, version.version, "user-personalization", "u1", 2, "d", 0.5, "model"),
+        (RUN_DATE, key, version.version, "user-personalization", "new", 1, "c", None, "popular"),
+        (RUN_DATE, key, version.version, "user-personalization", "new", 2, "x", None, "popular"),
+        (RUN_DATE, key, version.version, "user-personalization", "u1", 1, "b", 1.0, "model"),
+        (RUN_DATE, key, version.version, "user-personalization", "u1", 2, "d", 0.5, "model"),
     ]
     assert sorted(tuple(r) for r in spark.read.format("delta").load(out).collect()) == expected
     got = lines_of(lines_dir)

@@ -317,6 +317,45 @@ def rank(**kwargs) -> None:
     _run_job("rank", **kwargs)
 
 
+def _dynamodb_table_name(ctx, param, value):
+    from batchrec.errors import UsageError
+    from batchrec.sinks.dynamodb_table import check_table_name
+
+    try:
+        return check_table_name(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"--table {value!r} "), ctx, param) from exc
+
+
+@cli.command("export-dynamodb")
+@_common_options
+@click.option("--input", "input", required=True,
+              help="Delta output table of a batch job (recommendations, related items or segments).")
+@click.option("--table", required=True, callback=_dynamodb_table_name, help="DynamoDB table name.")
+@click.option("--solution", default=None, help="Export only this solution's rows of the run (default: all).")
+@click.option("--shape", type=click.Choice(("recommendations", "related", "segments")), default=None,
+              help="The table's shape (default: told by its columns).")
+@click.option("--endpoint-url", default=None,
+              help="DynamoDB-compatible endpoint, e.g. http://localhost:8000 (default: AWS).")
+@click.option("--region", default=None, help="AWS region (default: boto3's chain, e.g. AWS_REGION).")
+@click.option("--ttl-days", type=click.IntRange(0), default=None,
+              help="Items expire D days after the export; 0: no TTL (default 7).")
+@click.option("--create-table/--no-create-table", default=True, show_default=True,
+              help="Create the table (on-demand, TTL on) when it is missing.")
+@click.option("--write-rate", type=click.FloatRange(0), default=None,
+              help="Global write budget per second, in [dynamodb] write_rate_unit (default 1000 WCU; 0: no limit).")
+@click.option("--writers", type=click.IntRange(1), default=None,
+              help="Writer tasks (default: Spark's default parallelism).")
+@click.option("--verify-sample", type=click.IntRange(0), default=None,
+              help="Items read back and compared after the export (default 100).")
+@click.option("--allow-older-run", is_flag=True,
+              help="Export even though the input has a later run of the same solution.")
+def export_dynamodb(write_rate, writers, verify_sample, **kwargs) -> None:
+    """Write one run's results to DynamoDB (or a compatible store); exit 1 unless every item arrived."""
+    overrides = {"dynamodb": _compact(write_rate=write_rate, writers=writers, verify_sample=verify_sample)}
+    _run_job("export-dynamodb", overrides, **kwargs)
+
+
 @cli.command()
 @_common_options
 @_batch_options

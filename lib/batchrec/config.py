@@ -120,6 +120,34 @@ class EvaluateSettings:
     hpo_method: str = "random"
 
 
+@dataclass(frozen=True)
+class DynamoDBSettings:
+    """``export-dynamodb``: endpoint, write budget, retries, item limits and TTL.
+
+    Credentials are never settings: boto3's standard chain finds them (environment, shared
+    credentials file, instance or container role).
+    """
+
+    endpoint_url: str = ""
+    region: str = ""
+    ttl_days: int = 7
+    ttl_attribute: str = "ttl"
+    write_rate: float = 1000.0
+    write_rate_unit: str = "wcu"
+    writers: int = 0
+    retry_deadline_seconds: float = 120.0
+    backoff_base_seconds: float = 0.05
+    backoff_max_seconds: float = 5.0
+    max_item_bytes: int = 400_000
+    segment_page_size: int = 100
+    segment_views: tuple[str, ...] = ("members", "user")
+    verify_sample: int = 100
+    progress_seconds: float = 30.0
+    table_wait_seconds: float = 300.0
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 30.0
+
+
 def _recipe_section(spec) -> type:
     """A frozen dataclass for a recipe's configuration section, from its catalogue parameters."""
     fields = [(name, param.type, field(default=param.default)) for name, param in spec.params.items()]
@@ -147,6 +175,7 @@ _FIXED_SECTIONS: dict[str, type] = {
     "recommend": RecommendSettings,
     "segment": SegmentSettings,
     "evaluate": EvaluateSettings,
+    "dynamodb": DynamoDBSettings,
 }
 Settings = dataclasses.make_dataclass(
     "Settings",

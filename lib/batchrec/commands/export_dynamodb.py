@@ -1,0 +1,39 @@
+"""``batchrec export-dynamodb``: one run of a batch output Delta table into a DynamoDB-compatible table.
+
+The work is ``batchrec.sinks.dynamodb.export_run``; this module adds the command's summary line on
+stdout (also when the export is incomplete, before it exits 1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Optional
+
+from batchrec.sinks.dynamodb import ExportIncomplete, export_run
+
+log = logging.getLogger(__name__)
+
+
+def run(spark, settings, run_date: dt.date, *, input: str, table: str, endpoint_url: Optional[str] = None,
+        region: Optional[str] = None, ttl_days: Optional[int] = None, create_table: bool = True,
+        solution: Optional[str] = None, shape: Optional[str] = None, allow_older_run: bool = False) -> dict:
+    """Export the rows of ``run_date`` (and ``solution``) of the Delta table ``input`` to ``table``.
+
+    ``ttl_days`` None takes ``[dynamodb] ttl_days``. Returns the summary of
+    :func:`batchrec.sinks.dynamodb.export_run`, which it also prints as one JSON line.
+
+    Raises:
+        UsageError, ConfigError, DataError, JobError: see ``export_run``; ExportIncomplete (a
+        JobError, exit 1) when items are missing, after printing the summary.
+    """
+    try:
+        summary = export_run(spark, input, run_date, solution, settings, table, endpoint_url, region,
+                             shape=shape, ttl_days=ttl_days, create_table=create_table,
+                             allow_older_run=allow_older_run)
+    except ExportIncomplete as exc:
+        print(json.dumps(exc.summary), flush=True)
+        raise
+    print(json.dumps(summary), flush=True)
+    return summary

@@ -1,0 +1,94 @@
+"""The ``current`` Delta table: MERGE of each run's lists by key, against a plain-Python model of the rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from batchrec.errors import DataError, JobError
+from batchrec.sinks.current import update_current
+
+D1, D2, D3 = dt.date(2026, 11, 18), dt.date(2026, 11, 19), dt.date(2026, 11, 20)
+RECS_DDL = ("run_date date, solution string, solution_version string, recipe string, user_id string, "
+            "rank int, item_id string, score double, reason string")
+SEGMENTS_DDL = ("run_date date, solution string, solution_version string, recipe string, segment_id string, "
+                "query string, rank int, user_id string, score double")
+
+
+def recs(run_date, solution, lists, version="v1"):
+    """Rows for {user: [item, ...]} (rank = position + 1, score = 1 / rank)."""
+    return [(run_date, solution, version, "user-personalization", user, rank, item, 1.0 / rank, "model")
+            for user, items in lists.items() for rank, item in enumerate(items, 1)]
+
+
+def write_run(spark, path, rows, ddl=RECS_DDL):
+    run_date, solution = rows[0][0], rows[0][1]
+    (spark.createDataFrame(rows, ddl).write.format("delta").mode("overwrite")
+     .option("replaceWhere", f"run_date = DATE'{run_date.isoformat()}' AND solution = '{solution}'")
+     .partitionBy("run_date").save(str(path)))
+
+
+def current_rows(spark, path):
+    return sorted(tuple(r) for r in spark.read.format("delta").load(str(path)).collect())
+
+
+def test_current_keeps_the_latest_list_per_user(spark, tmp_path):
+    history, current = tmp_path / "history", tmp_path / "current"
+    run1 = recs(D1, "als", {"u1": ["a", "b", "c"], "u2": ["x", "y"]})
+    run2 = recs(D2, "als", {"u1": ["c", "d"], "u3": ["z"]}, version="v2")
+    other = recs(D2, "pop", {"u1": ["p"]})
+    for rows in (run1, run2, other):
+        write_run(spark, history, rows)
+
+    first = update_current(spark, str(history), str(current), D1)
+    assert current_rows(spark, current) == sorted(run1)
+    assert first["inserted"] == 5 and first["rows"] == 5
+
+    second = update_current(spark, str(history), str(current), D2, "als")
+    # u1's list is replaced whole (rank 3 'c' of run 1 is gone), u2 keeps run 1's list, u3 is new.
+    assert current_rows(spark, current) == sorted(run2 + [r for r in run1 if r[4] == "u2"])
+    assert (second["updated"], second["inserted"], second["deleted"]) == (2, 1, 1)
+
+    # A backfill of run 1 never replaces newer lists, but restores nothing it should not.
+    update_current(spark, str(history), str(current), D1)
+    assert current_rows(spark, current) == sorted(run2 + [r for r in run1 if r[4] == "u2"])
+
+    # delete_absent: a full run drops the keys it no longer has (u2), for its own solution only.
+    update_current(spark, str(history), str(current), D2, delete_absent=True)
+    assert current_rows(spark, current) == sorted(run2 + other)
+
+
+def test_a_rerun_of_the_same_date_replaces_lists(spark, tmp_path):
+    history, current = tmp_path / "history", tmp_path / "current"
+    write_run(spark, history, recs(D3, "als", {"u1": ["a", "b", "c"]}))
+    update_current(spark, str(history), str(current), D3)
+    fixed = recs(D3, "als", {"u1": ["b", "e"]}, version="v9")
+    write_run(spark, history, fixed)
+    result = update_current(spark, str(history), str(current), D3)
+    assert current_rows(spark, current) == sorted(fixed)
+    assert (result["updated"], result["deleted"], result["inserted"]) == (2, 1, 0)
+
+
+def test_segments_are_keyed_by_segment(spark, tmp_path):
+    history, current = tmp_path / "history", tmp_path / "current"
+    run1 = [(D1, "aff", "v1", "item-affinity", "s1", "i9", r, f"u{r}", 1.0 - r / 10) for r in (1, 2, 3)]
+    run2 = [(D2, "aff", "v1", "item-affinity", "s1", "i9", r, f"u{r + 5}", 1.0 - r / 10) for r in (1, 2)]
+    write_run(spark, history, run1, SEGMENTS_DDL)
+    write_run(spark, history, run2, SEGMENTS_DDL)
+    update_current(spark, str(history), str(current), D1)
+    update_current(spark, str(history), str(current), D2)
+    assert current_rows(spark, current) == sorted(run2)
+
+
+def test_bad_inputs(spark, tmp_path):
+    history, current = tmp_path / "history", tmp_path / "current"
+    with pytest.raises(DataError, match="not a readable Delta table"):
+        update_current(spark, str(history), str(current), D1)
+    write_run(spark, history, recs(D1, "als", {"u1": ["a"]}))
+    with pytest.raises(DataError, match="no rows for run_date 2026-11-19"):
+        update_current(spark, str(history), str(current), D2)
+    # A current table of another shape.
+    spark.createDataFrame([(D1, "x")], "run_date date, thing string").write.format("delta").save(str(current))
+    with pytest.raises(JobError, match="lacks the columns"):
+        update_current(spark, str(history), str(current), D1)
