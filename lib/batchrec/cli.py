@@ -259,6 +259,9 @@ def _batch_options(func: Callable) -> Callable:
                           "a run date on or before --run-date)."),
         click.option("--output", required=True, help="Delta table receiving the results."),
         click.option("--jsonl", default=None, help="Also write Personalize batch JSON lines into this folder."),
+        click.option("--dynamodb-table", default=None,
+                     help="Also export the run to this DynamoDB(-compatible) table ([dynamodb] settings: "
+                          "endpoint, region, write budget, TTL)."),
     ]
     for option in reversed(options):
         func = option(func)

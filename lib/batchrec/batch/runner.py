@@ -12,7 +12,8 @@ Every batch job is the same sequence; a job only declares what differs (:class:`
 4. eligibility: the pairs each requester has already seen (``batchrec.batch.eligibility``);
 5. score: the job's ``score`` function, which calls the recipe's scorer;
 6. write: the result is computed once (cached) and written through the sinks: the Delta table (one
-   atomic commit per run date and solution) and, with ``--jsonl``, Personalize's JSON lines;
+   atomic commit per run date and solution), with ``--jsonl`` Personalize's JSON lines, and with
+   ``--dynamodb-table`` the committed run exported to a DynamoDB-compatible store;
 7. count and return the run summary (the CLI prints it and writes ``--summary-file``).
 """
 
@@ -107,7 +108,8 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
                   version: str = registry.LATEST, output: str, jsonl: Optional[str] = None,
                   input_path: Optional[str] = None, interactions: Optional[str] = None,
                   items: Optional[str] = None, data_format: str = "auto", job_settings: Any = None,
-                  exclude_seen: bool = True, seen_event_types=(), users_per_batch: int = 2048) -> dict:
+                  exclude_seen: bool = True, seen_event_types=(), users_per_batch: int = 2048,
+                  dynamodb_table: Optional[str] = None) -> dict:
     """Run ``job`` for ``run_date`` (the steps in the module docstring); returns the run summary.
 
     Raises:
@@ -150,6 +152,15 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
         finally:
             result.unpersist()
             requests.unpersist()
+        if dynamodb_table:
+            from batchrec.sinks import dynamodb
+
+            with logs.stage(log, "export_dynamodb", table=dynamodb_table):
+                # From the committed Delta rows: the store gets exactly what the table holds.
+                exported = dynamodb.export_run(spark, output, run_date, version_.solution, settings,
+                                               dynamodb_table)
+            summary["dynamodb"] = {k: exported.get(k) for k in ("table", "items", "acknowledged",
+                                                                 "retries", "throttles", "seconds")}
     return {"command": job.command, "run_date": run_date.isoformat(), "solution": version_.solution,
             "version": version_.version, "recipe": version_.recipe, **summary, "errors": errors,
             "seconds": round(time.perf_counter() - started, 1), "output": output, "jsonl": jsonl,
