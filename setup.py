@@ -31,7 +31,7 @@ setup(
         "tomli>=2.0; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7"],
+        "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7", "hypothesis>=6.100,<7"],
         "report": ["matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["batchrec=batchrec.cli:entry_point"]},

@@ -173,3 +173,43 @@ def leaves(node: Node) -> Iterator[Condition]:
     else:
         for part in node.parts:
             yield from leaves(part)
+
+
+def render(filt: Filter) -> str:
+    """The filter in one canonical spelling (``parse_filter(render(f))`` gives back the same tree,
+    columns aside): keywords upper-case, one space between tokens, strings double-quoted."""
+    return " | ".join(render_expression(e) for e in filt.expressions)
+
+
+def render_expression(expr: Expression) -> str:
+    """One expression in the canonical spelling of :func:`render`."""
+    text = f"{expr.action} {expr.target} WHERE {_render_node(expr.where)}"
+    if expr.when:
+        text += " IF " + " AND ".join(_render_condition(c) for c in expr.when)
+    return text
+
+
+def _render_node(node: Node) -> str:
+    if isinstance(node, Condition):
+        return _render_condition(node)
+    word = " AND " if isinstance(node, And) else " OR "
+    return word.join(_render_node(p) for p in node.parts)
+
+
+def _render_condition(cond: Condition) -> str:
+    values = cond.values
+    if cond.operator in SET_OPERATORS and not isinstance(values[0], FieldValue):
+        shown = "(" + ", ".join(_render_value(v) for v in values) + ")"
+    else:
+        shown = _render_value(values[0])
+    return f"{cond.field.dataset}.{cond.field.field} {cond.operator} {shown}"
+
+
+def _render_value(value: Value) -> str:
+    if isinstance(value, Placeholder):
+        return f"${value.name}"
+    if isinstance(value, FieldValue):
+        return f"{value.dataset}.{value.field}"
+    if value.is_number:
+        return value.text
+    return '"' + value.text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -35,8 +35,9 @@ _WHERE, _IF, _AND, _OR, _NOT, _IN = "WHERE", "IF", "AND", "OR", "NOT", "IN"
 _FIELD_FORM = "Dataset.FIELD (e.g. Items.GENRE)"
 _SET_VALUE_FORMS = ('("value", ...)', "($PARAMETER)", "CurrentItem.FIELD")
 _CMP_VALUE_FORMS = ("a number", "$PARAMETER", "CurrentItem.FIELD")
-_AFTER_CONDITION = ("AND", "OR", "IF", "|", "the end of the expression")
-_AFTER_IF = ("AND", "|", "the end of the expression")
+_END = "the end of the expression"
+_AFTER_CONDITION = ("AND", "OR", "IF", "'|'", _END)
+_AFTER_IF = ("AND", "'|'", _END)
 
 
 def parse_filter(text: str) -> N.Filter:
@@ -90,7 +91,7 @@ class _Parser:
 
     def expect_punct(self, symbol: str) -> Token:
         if not self.is_punct(symbol):
-            self.fail((symbol,))
+            self.fail((f"'{symbol}'",))
         return self.advance()
 
     def expect_ident(self, what: str) -> Token:
