@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batchrec.datasets.schema import DatasetSchema, Field
-from batchrec.errors import UsageError
+from batchrec.config import load_settings
+from batchrec.errors import ConfigError, UsageError
 from batchrec.filters import (ATTRIBUTE_SEGMENT, ITEM_SEGMENT, RECOMMEND, RELATED, FilterError, check_filter,
                               fields_of_schema, parse_filter, parse_filter_values, plan_values, split_values)
 from batchrec.filters import nodes as N
@@ -428,6 +429,16 @@ def test_placeholder_values_must_suit_their_operator():
     assert plan("INCLUDE ItemID WHERE Items.OWNER = $O", '{"O": "\\"in-house\\""}').dropped == frozenset()
     assert plan("INCLUDE ItemID WHERE Items.OWNER IN ($O)", '{"O": "\\"a\\",\\"b\\",\\"c\\""}').values == {
         "O": ("a", "b", "c")}
+
+
+def test_filter_settings_come_from_the_configuration(tmp_path):
+    settings = load_settings(conf_dir=tmp_path, environ={})
+    assert (settings.filters.interactions_per_event_type, settings.filters.backfill) == (100, True)
+    changed = load_settings(conf_dir=tmp_path, environ={}, overrides={"filters": {"interactions_per_event_type": 200,
+                                                                      "backfill": False}})
+    assert (changed.filters.interactions_per_event_type, changed.filters.backfill) == (200, False)
+    with pytest.raises(ConfigError, match=r"filters.interactions_per_event_type = 0; expected a positive integer"):
+        load_settings(conf_dir=tmp_path, environ={}, overrides={"filters": {"interactions_per_event_type": 0}})
 
 
 # --- properties ---------------------------------------------------------------------------------

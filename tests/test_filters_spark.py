@@ -268,6 +268,15 @@ def test_per_line_values_override_global_ones_and_bad_lines_become_errors(spark,
     assert eligible(skip, [0, 1], A) == {0: A, 1: A - {"i3"}}
 
 
+def test_per_line_event_types_for_an_interactions_filter(spark, datasets):
+    lines = spark.createDataFrame([(0, "u1", {"E": '"click"'}), (1, "u2", {"E": '"favorite","CLICK"'}), (2, "u3", {})],
+                                  f"line int, {USER_ID} string, {FILTER_VALUES} map<string,string>")
+    elig = compile_filter(spark, "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ($E)", None, datasets, lines,
+                          key="line")
+    assert eligible(elig, [0, 1, 2], A) == {0: A - {"i1"}, 1: A - {"i4", "i5"}, 2: A}
+    assert rows(elig.errors, "line") == []
+
+
 def test_filter_values_are_read_from_the_raw_request_line(spark):
     raw = spark.createDataFrame([('{"userId": "5","filterValues":{"GENRES":"\\"horror\\",\\"comedy\\",\\"drama\\""}}',),
                                  ('{"userId": "3"}',), ('{"userId": "4", "filterValues": {"N": 3}}',)], "value string")

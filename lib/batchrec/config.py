@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from batchrec.errors import ConfigError
+from batchrec.filters.settings import FilterSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,6 +149,7 @@ class Settings:
     trending: TrendingSettings = field(default_factory=TrendingSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
 
 
 def section_types() -> dict[str, type]:

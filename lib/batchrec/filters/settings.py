@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from batchrec.errors import UsageError
+from batchrec.errors import ConfigError
 
 # Personalize considers the latest 100 interactions per user per event type (adjustable quota).
 DEFAULT_INTERACTIONS_PER_EVENT_TYPE = 100
@@ -33,6 +33,6 @@ class FilterSettings:
         for name in ("interactions_per_event_type", "max_collected_ids"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UsageError(f"filters.{name} = {value!r}; expected a positive integer")
+                raise ConfigError(f"filters.{name} = {value!r}; expected a positive integer")
         if not isinstance(self.backfill, bool):
-            raise UsageError(f"filters.backfill = {self.backfill!r}; expected true or false")
+            raise ConfigError(f"filters.backfill = {self.backfill!r}; expected true or false")
