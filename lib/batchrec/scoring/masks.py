@@ -235,15 +235,29 @@ def _list_pairs(block: pa.RecordBatch, names, column: str) -> tuple[np.ndarray, 
     return rows.astype(np.int64), values
 
 
+# Above this fraction of the items, a set is written as a dense row (contiguous) instead of by index.
+DENSE_SET_FRACTION = 0.125
+
+
 def _scatter(target: np.ndarray, rows: np.ndarray, set_ids: np.ndarray, mask: ItemMask, value: bool) -> None:
-    """``target[r, members(s)] = value`` for each (r, s), one fancy assignment per distinct set."""
+    """``target[r, members(s)] = value`` for each (r, s), one vectorized assignment per distinct set."""
     if not len(rows):
         return
     set_ids = set_ids.astype(np.int64)
     for s in np.unique(set_ids):
         members = mask.members(int(s))
-        if len(members):
-            target[np.ix_(rows[set_ids == s], members)] = value
+        if not len(members):
+            continue
+        these = np.unique(rows[set_ids == s])
+        if len(members) > DENSE_SET_FRACTION * target.shape[1]:
+            dense = np.zeros(target.shape[1], dtype=bool)
+            dense[members] = True
+            if value:
+                target[these] |= dense
+            else:
+                target[these] &= ~dense
+        else:
+            target[np.ix_(these, members)] = value
 
 
 def _scatter_ids(target: np.ndarray, rows: np.ndarray, ids: np.ndarray, index, value: bool) -> None:
