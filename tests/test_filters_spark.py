@@ -189,6 +189,16 @@ def test_current_item_filters_use_the_query_items_fields(spark, datasets, expres
     assert len(rows(elig.membership, "q")) == len(RELATED_QUERIES)
 
 
+def test_bindings_that_differ_only_by_where_a_null_is_get_different_sets(spark):
+    catalogue = spark.createDataFrame([("qa", None, "shoe"), ("qb", "shoe", None), ("i1", "shoe", None),
+                                       ("i2", None, "shoe")], f"{ITEM_ID} string, GENRE string, CATEGORY string")
+    queries = spark.createDataFrame([("a", "qa"), ("b", "qb")], f"q string, {ITEM_ID} string")
+    elig = compile_filter(spark, "INCLUDE ItemID WHERE Items.GENRE IN CurrentItem.GENRE OR "
+                          "Items.CATEGORY IN CurrentItem.CATEGORY", None, {"items": catalogue}, queries, key="q",
+                          context=RELATED)
+    assert eligible(elig, ["a", "b"], {"qa", "qb", "i1", "i2"}) == {"a": items("qa", "i2"), "b": items("qb", "i1")}
+
+
 SEGMENT_QUERIES = {"q1": "i1", "q2": "i3", "q3": "i4"}
 U = ALL_USERS
 

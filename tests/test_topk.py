@@ -208,6 +208,23 @@ def test_block_allowed_combines_global_common_and_per_request_parts():
     assert masks.block_allowed(mask, pa.RecordBatch.from_pydict({"x": [1, 2]})).tolist() == mask.base.tolist()
 
 
+def test_set_scatter_by_index_and_by_dense_row_agree_with_a_loop():
+    rng = np.random.default_rng(0)
+    ids = np.array([f"i{i}" for i in range(40)], dtype=object)
+    for _ in range(100):
+        sets = {s: rng.choice(ids, size=int(rng.integers(0, 30)), replace=False) for s in range(5)}
+        mask = masks.item_mask(masks.CollectedFilter(sets=sets, per_request=True), ids)
+        rows, set_ids = rng.integers(0, 6, size=12), rng.integers(0, 6, size=12)
+        for value in (True, False):
+            got = rng.random((6, 40)) < 0.5
+            expected = got.copy()
+            for r, s in zip(rows, set_ids):
+                for item in sets.get(int(s), ()):
+                    expected[r, int(item[1:])] = value
+            masks._scatter(got, rows, set_ids, mask, value)
+            assert (got == expected).all()
+
+
 @pytest.mark.parametrize("k", [1, 4, N_ITEMS])
 def test_filtered_top_k_matches_brute_force(spark, factors, k):
     users, items, item_ids, seen = factors
@@ -273,6 +290,26 @@ def test_backfill_adds_passing_unseen_list_items_after_the_scored_ones(spark):
     assert [(r[USER_ID], r[ITEM_ID]) for r in fewer] == [("u0", "a"), ("u0", "c"), ("u1", "a"), ("u1", "c"),
                                                          ("u2", "a")]
     assert "reason" not in topk.score_blocks(scoring, matrix, 4, item_filter=filtered).columns
+
+
+def test_requests_of_one_user_with_different_filters_keep_their_key(spark):
+    item_df = spark.createDataFrame([(0, [3.0], "a"), (1, [2.0], "b"), (2, [1.0], "c")],
+                                    f"item_idx int, features array<float>, {ITEM_ID} string")
+    lines = spark.createDataFrame([(0, 10, "u0", [1.0], 0, 2, []), (0, 11, "u0", [1.0], 0, 2, [])],
+                                  f"user_idx int, line long, {USER_ID} string, features array<float>, "
+                                  "start int, need int, seen_ids array<string>")
+    elig = Eligibility(id_column=ITEM_ID, key="line",
+                       sets=spark.createDataFrame([(1, "a"), (2, "c"), (2, "p2")], f"set_id long, {ITEM_ID} string"),
+                       membership=spark.createDataFrame([(10, 1, "include"), (11, 2, "include")],
+                                                        "line long, set_id long, action string"))
+    scoring, filtered = masks.attach_filter_columns(lines, elig), masks.collect_filter(elig)
+    scored = topk.score_blocks(scoring, topk.collect_item_matrix(item_df), 2, item_filter=filtered, key="line")
+    assert dict(scored.dtypes)["line"] == "bigint"
+    assert sorted((r["line"], r[USER_ID], r[ITEM_ID]) for r in scored.collect()) == [(10, "u0", "a"), (11, "u0", "c")]
+    filled = topk.top_k_from_list(scoring, [("p1", "popular"), ("p2", "popular"), ("a", "popular")],
+                                  item_filter=filtered, key="line")
+    assert filled.columns == [USER_ID, "line", "rank", ITEM_ID, "reason"]
+    assert sorted(tuple(r) for r in filled.collect()) == [("u0", 10, 1, "a", "popular"), ("u0", 11, 1, "p2", "popular")]
 
 
 def test_a_filter_needs_item_ids_in_the_matrix(spark):

@@ -367,8 +367,11 @@ class _Compiler:
                 membership.append(applying.select(key, set_id.alias(SET_ID), F.lit(action).alias(ACTION)))
             else:
                 binding = self._binding_columns(expr)
-                # One set per distinct binding: requests with the same values share it.
-                hashed = F.xxhash64(F.lit(index), *[F.col(c) for c in binding]).alias(_SID)
+                # One set per distinct binding: requests with the same values share it. The binding is
+                # hashed as JSON, which keeps nulls and array boundaries apart (hashing the columns
+                # directly skips nulls, so (null, "x") and ("x", null) would share an id).
+                as_json = F.to_json(F.struct(*[F.col(c) for c in binding]))
+                hashed = F.xxhash64(F.lit(index), as_json).alias(_SID)
                 bound = applying.select(_KEY, hashed, *binding)
                 membership.append(bound.select(key, F.col(_SID).alias(SET_ID), F.lit(action).alias(ACTION)))
                 bindings = bound.drop(_KEY).dropDuplicates([_SID])

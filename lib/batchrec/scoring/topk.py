@@ -173,7 +173,8 @@ class _Kernel:
 def score_blocks(users: DataFrame, matrix: ItemMatrix, k: int,
                  users_per_batch: int = DEFAULT_USERS_PER_BATCH,
                  item_filter: Optional[CollectedFilter] = None,
-                 backfill: Optional[Sequence[tuple[str, str]]] = None) -> DataFrame:
+                 backfill: Optional[Sequence[tuple[str, str]]] = None,
+                 key: Optional[str] = None) -> DataFrame:
     """Score ``users`` (``user_idx, features`` and optional ``seen`` item_idx array, ``USER_ID``).
 
     ``USER_ID`` passes through when present; ``ITEM_ID`` is added when the matrix knows the IDs.
@@ -190,9 +191,11 @@ def score_blocks(users: DataFrame, matrix: ItemMatrix, k: int,
             next list items that pass the filter and are not seen; as such a user already has every
             allowed unseen matrix item, only list items outside the matrix can be added. None:
             such users get fewer items.
+        key: a request key column passed through to the output (e.g. the input line when one user
+            has several requests with different filter values).
 
     Returns:
-        ``[user_idx, USER_ID?, rank, item_idx, ITEM_ID?, score, explored?, reason?]``: ``reason`` only
+        ``[user_idx, USER_ID?, key?, rank, item_idx, ITEM_ID?, score, explored?, reason?]``: ``reason`` only
         with ``backfill`` (null for scored items, the list's reason for backfilled ones, whose
         ``score`` and ``item_idx`` are null).
     """
@@ -204,6 +207,8 @@ def score_blocks(users: DataFrame, matrix: ItemMatrix, k: int,
     with_user_id = USER_ID in users.columns
     with_seen = SEEN in users.columns
     columns = [USER_IDX, FEATURES] + ([SEEN] if with_seen else []) + ([USER_ID] if with_user_id else [])
+    key_field = _key_field(users, key, columns)
+    columns += [key] if key_field is not None else []
     columns += [c for c in FILTER_COLUMNS if c in users.columns and item_filter is not None]
     columns += [SEEN_IDS] if backfill is not None and SEEN_IDS in users.columns else []
     users = users.select(*columns)
@@ -215,6 +220,7 @@ def score_blocks(users: DataFrame, matrix: ItemMatrix, k: int,
 
     fields = [pa.field(USER_IDX, pa.int32())]
     fields += [pa.field(USER_ID, pa.string())] if with_user_id else []
+    fields += [key_field] if key_field is not None else []
     fields += [pa.field(RANK, pa.int32()), pa.field(ITEM_IDX, pa.int32())]
     fields += [pa.field(ITEM_ID, pa.string())] if matrix.item_ids is not None else []
     fields += [pa.field(SCORE, pa.float64())]
@@ -231,8 +237,32 @@ def score_blocks(users: DataFrame, matrix: ItemMatrix, k: int,
                 if block.num_rows and n:
                     yield from _score_block(block, kern, k, out_schema, indexes)
 
-    ddl = ", ".join(f"{f.name} {_DDL[f.type]}" for f in out_schema)
-    return users.mapInArrow(score, ddl)
+    return users.mapInArrow(score, _ddl(out_schema, users))
+
+
+def _key_field(users: DataFrame, key: Optional[str], taken: Sequence[str]) -> Optional[pa.Field]:
+    """The Arrow field of a pass-through key column (None when there is none to add)."""
+    if key is None or key in taken:
+        return None
+    if key not in users.columns:
+        raise JobError(f"the scored rows have no key column {key!r}")
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    return pa.field(key, to_arrow_type(users.schema[key].dataType))
+
+
+def _ddl(schema: pa.Schema, users: DataFrame) -> str:
+    """Spark DDL of an output schema; pass-through columns keep their input type."""
+    return ", ".join(f"{f.name} {users.schema[f.name].dataType.simpleString()}" if f.type not in _DDL
+                     else f"{f.name} {_DDL[f.type]}" for f in schema)
+
+
+def _passed_through(block: pa.RecordBatch, schema: pa.Schema, rows: pa.Array) -> dict[str, pa.Array]:
+    """The request columns copied to the output rows (``USER_ID``, a key), by name."""
+    names = block.schema.names
+    known = {USER_IDX, RANK, ITEM_IDX, ITEM_ID, SCORE, EXPLORED, REASON}
+    return {f.name: block.column(names.index(f.name)).take(rows).cast(f.type)
+            for f in schema if f.name not in known and f.name in names}
 
 
 def _kernel(matrix: ItemMatrix, item_filter: Optional[CollectedFilter],
@@ -315,8 +345,7 @@ def _score_block(block: pa.RecordBatch, kern: _Kernel, k: int, schema: pa.Schema
                RANK: pa.array((j + 1).astype(np.int32)),
                ITEM_IDX: pa.array(item_idx[pos].astype(np.int32)),
                SCORE: pa.array((-top_neg[r, j]).astype(np.float64))}
-    if USER_ID in names:
-        columns[USER_ID] = block.column(names.index(USER_ID)).take(pa.array(r))
+    columns.update(_passed_through(block, schema, pa.array(r)))
     if item_ids is not None:
         columns[ITEM_ID] = pa.array(item_ids[pos], type=pa.string())
     if bonus is not None:
@@ -373,8 +402,7 @@ def _backfill_block(block: pa.RecordBatch, kern: _Kernel, count: np.ndarray, k: 
                SCORE: pa.nulls(len(rows), pa.float64()),
                EXPLORED: pa.array(np.zeros(len(rows), dtype=bool)),
                REASON: pa.array(kern.fill_reasons[jj], type=pa.string())}
-    if USER_ID in names:
-        columns[USER_ID] = block.column(names.index(USER_ID)).take(pa.array(rows, type=pa.int64()))
+    columns.update(_passed_through(block, schema, pa.array(rows, type=pa.int64())))
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
@@ -419,7 +447,7 @@ def select_top_k(neg: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def top_k_from_list(users: DataFrame, ranked: Sequence[tuple[str, str]],
                     users_per_batch: int = DEFAULT_USERS_PER_BATCH,
-                    item_filter: Optional[CollectedFilter] = None) -> DataFrame:
+                    item_filter: Optional[CollectedFilter] = None, key: Optional[str] = None) -> DataFrame:
     """Fill each user's list from one ranked item list (popular, trending), skipping seen items.
 
     Args:
@@ -429,16 +457,19 @@ def top_k_from_list(users: DataFrame, ranked: Sequence[tuple[str, str]],
         ranked: ``(ITEM_ID, reason)`` in rank order, distinct IDs, small (at most a few thousand).
         users_per_batch: users per numpy block.
         item_filter: only items this filter allows are used.
+        key: a request key column passed through to the output.
 
     Returns:
-        ``[USER_ID, rank, ITEM_ID, reason]``.
+        ``[USER_ID, key?, rank, ITEM_ID, reason]``.
     """
     ids = np.array([item for item, _ in ranked], dtype=object)
     reasons = np.array([reason for _, reason in ranked], dtype=object)
-    schema = pa.schema([pa.field(USER_ID, pa.string()), pa.field(RANK, pa.int32()),
-                        pa.field(ITEM_ID, pa.string()), pa.field(REASON, pa.string())])
+    key_field = _key_field(users, key, (USER_ID, START, NEED, SEEN_IDS))
+    schema = pa.schema([pa.field(USER_ID, pa.string())] + ([key_field] if key_field is not None else [])
+                       + [pa.field(RANK, pa.int32()), pa.field(ITEM_ID, pa.string()), pa.field(REASON, pa.string())])
     mask = item_mask(item_filter, ids) if item_filter is not None else None
     extra = [c for c in FILTER_COLUMNS if c in users.columns and mask is not None]
+    extra += [key] if key_field is not None else []
     users = users.select(USER_ID, START, NEED, SEEN_IDS, *extra)
     payload = users.sparkSession.sparkContext.broadcast((ids, reasons, mask))
 
@@ -453,7 +484,7 @@ def top_k_from_list(users: DataFrame, ranked: Sequence[tuple[str, str]],
                 if block.num_rows and len(list_ids):
                     yield _fill_block(block, index, list_ids, list_reasons, list_mask, schema)
 
-    return users.mapInArrow(fill, f"{USER_ID} string, {RANK} int, {ITEM_ID} string, {REASON} string")
+    return users.mapInArrow(fill, _ddl(schema, users))
 
 
 def _fill_block(block: pa.RecordBatch, index, ids, reasons, mask: Optional[ItemMask], schema) -> pa.RecordBatch:
@@ -471,6 +502,7 @@ def _fill_block(block: pa.RecordBatch, index, ids, reasons, mask: Optional[ItemM
     start = block.column(1).fill_null(0).to_numpy().astype(np.int64)
     need = block.column(2).fill_null(0).to_numpy().astype(np.int64)
     r, j = np.nonzero(allowed & (count <= need[:, None]))
-    return pa.RecordBatch.from_arrays(
-        [block.column(0).take(pa.array(r)), pa.array((start[r] + count[r, j]).astype(np.int32)),
-         pa.array(ids[j], type=pa.string()), pa.array(reasons[j], type=pa.string())], schema=schema)
+    columns = {RANK: pa.array((start[r] + count[r, j]).astype(np.int32)), ITEM_ID: pa.array(ids[j], type=pa.string()),
+               REASON: pa.array(reasons[j], type=pa.string())}
+    columns.update(_passed_through(block, schema, pa.array(r)))
+    return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
