@@ -32,7 +32,7 @@ setup(
     ],
     extras_require={
         # moto's server mode is one of the two DynamoDB-compatible servers the export tests run.
-        "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7", "hypothesis>=6.100",
+        "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7", "hypothesis>=6.100,<7",
                  "moto[server]==5.2.5"],
         "report": ["matplotlib>=3.7"],
     },

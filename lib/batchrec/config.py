@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from batchrec import catalogue
 from batchrec.errors import ConfigError
+from batchrec.filters.settings import FilterSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,6 +177,7 @@ _FIXED_SECTIONS: dict[str, type] = {
     "segment": SegmentSettings,
     "evaluate": EvaluateSettings,
     "dynamodb": DynamoDBSettings,
+    "filters": FilterSettings,
 }
 Settings = dataclasses.make_dataclass(
     "Settings",
