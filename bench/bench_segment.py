@@ -32,7 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
+# $BATCHREC_SHARED_DATA (as the tests), else ../shared/data beside the checkout.
+DATA = Path(os.environ.get("BATCHREC_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") \
+    / "ml-latest-small"
 POPULAR_ITEMS = 20
 SIZES = (25, 50)
 GENRE_QUERIES = (
@@ -97,22 +99,50 @@ def quality(args) -> dict:
     genre_groups = genre_groups.persist()
     names = {q.segment_id: q.text for q in queries}
 
-    def evaluate(group_items, segment_rows, n):
-        """Pooled hit rate, base rate and lifts of ``[segment_id, USER_ID]`` rows."""
+    def hits_of(group_items):
+        """Hold-out ratings per (segment, user) of the segment's items, and per-segment totals:
+        hold-out raters and ratings among all users and among the eligible users (those without a
+        training rating of the segment's items: the population ``exclude_interacted`` leaves)."""
         hits = (truth.join(group_items, ITEM_ID).groupBy(SEGMENT_ID, USER_ID)
-                .agg(F.count(F.lit(1)).alias("ratings")))
-        seg = segment_rows.select(SEGMENT_ID, USER_ID).join(hits, [SEGMENT_ID, USER_ID], "left")
-        got = seg.agg(F.count(F.lit(1)).alias("slots"), F.count("ratings").alias("hits"),
-                      F.coalesce(F.sum("ratings"), F.lit(0)).alias("ratings")).first()
-        segments = group_items.select(SEGMENT_ID).distinct().count()
-        base = hits.agg(F.count(F.lit(1)).alias("raters"), F.coalesce(F.sum("ratings"), F.lit(0))
-                        .alias("ratings")).first()
-        base_rate = base["raters"] / (n_users * segments)
-        hit_rate = got["hits"] / max(got["slots"], 1)
-        return {"N": n, "segments": segments, "slots": got["slots"], "hit_rate": round(hit_rate, 4),
+                .agg(F.count(F.lit(1)).alias("ratings"))).persist()
+        touched = seen.join(group_items, ITEM_ID).select(SEGMENT_ID, USER_ID).distinct()
+        fresh = hits.join(touched, [SEGMENT_ID, USER_ID], "left_anti")
+        stats = {}
+        for name, frame in (("all", hits), ("eligible", fresh)):
+            for r in frame.groupBy(SEGMENT_ID).agg(F.count(F.lit(1)).alias("raters"),
+                                                   F.sum("ratings").alias("ratings")).collect():
+                stats.setdefault(r[SEGMENT_ID], {})[name] = (r["raters"], r["ratings"])
+        for r in touched.groupBy(SEGMENT_ID).count().collect():
+            stats.setdefault(r[SEGMENT_ID], {})["touched"] = r["count"]
+        totals = {}
+        for sid in (r[SEGMENT_ID] for r in group_items.select(SEGMENT_ID).distinct().collect()):
+            one = stats.get(sid, {})
+            totals[sid] = (*one.get("all", (0, 0)), n_users - one.get("touched", 0), *one.get("eligible", (0, 0)))
+        return hits, totals
+
+    def evaluate(group, segment_rows, n):
+        """Pooled hit rate, base rate and lifts of ``[segment_id, USER_ID]`` rows, and per segment."""
+        hits, totals = group
+        per_segment = {r[SEGMENT_ID]: (r["slots"], r["hits"], r["ratings"]) for r in
+                       segment_rows.select(SEGMENT_ID, USER_ID).join(hits, [SEGMENT_ID, USER_ID], "left")
+                       .groupBy(SEGMENT_ID).agg(F.count(F.lit(1)).alias("slots"), F.count("ratings").alias("hits"),
+                                                F.coalesce(F.sum("ratings"), F.lit(0)).alias("ratings")).collect()}
+        return pooled(per_segment, totals, n), {sid: pooled(per_segment, totals, n, [sid]) for sid in totals}
+
+    def pooled(per_segment, totals, n, only=None):
+        """lift: against a random user; eligible_lift: against a random eligible user (the fair
+        baseline under exclude_interacted: a random user who never rated the segment's items)."""
+        sids = list(totals) if only is None else only
+        slots, hit, rated = (sum(per_segment.get(s, (0, 0, 0))[i] for s in sids) for i in range(3))
+        raters, ratings, eligible, fresh_raters, fresh_ratings = (sum(totals[s][i] for s in sids) for i in range(5))
+        base_rate, base_count = raters / (n_users * len(sids)), ratings / (n_users * len(sids))
+        fresh_rate = fresh_raters / eligible if eligible else 0.0
+        hit_rate = hit / max(slots, 1)
+        return {"N": n, "segments": len(sids), "slots": slots, "hit_rate": round(hit_rate, 4),
                 "base_rate": round(base_rate, 4), "lift": round(hit_rate / base_rate, 2) if base_rate else None,
-                "count_lift": round((got["ratings"] / max(got["slots"], 1)) / (base["ratings"] / (n_users * segments)), 2)
-                if base["ratings"] else None}
+                "count_lift": round(rated / max(slots, 1) / base_count, 2) if base_count else None,
+                "eligible_base_rate": round(fresh_rate, 4),
+                "eligible_lift": round(hit_rate / fresh_rate, 2) if fresh_rate else None}
 
     def top_users(counts, group_items, n, exclude):
         """Baseline: the n users with the highest ``count`` per segment (then USER_ID), optionally
@@ -126,33 +156,33 @@ def quality(args) -> dict:
 
     results = {"split": {k: split.stats[k] for k in ("users", "items", "train_interactions", "test_interactions")},
                "train_seconds": round(train_seconds, 1), "popular_items": [], "genres": [], "per_genre": []}
+    item_judge, genre_judge = hits_of(item_groups), hits_of(genre_groups)
     for n in args.sizes:
         for exclude in (False, True):
             tag = {"exclude_interacted": exclude}
-            rows = S.item_affinity(arts, item_groups, S.segment_size(n), exclude=seen if exclude else None)
-            results["popular_items"].append({"segments": "als item-affinity", **tag, **evaluate(item_groups, rows, n)})
+            excluded = seen if exclude else None
+            rows = S.item_affinity(arts, item_groups, S.segment_size(n), exclude=excluded)
+            results["popular_items"].append({"method": "als item-affinity", **tag,
+                                             **evaluate(item_judge, rows, n)[0]})
             rows = top_users(activity, item_groups, n, exclude)
-            results["popular_items"].append({"segments": "most active users", **tag,
-                                             **evaluate(item_groups, rows, n)})
+            results["popular_items"].append({"method": "most active users", **tag,
+                                             **evaluate(item_judge, rows, n)[0]})
             for aggregation in S.AGGREGATIONS:
-                rows = S.item_attribute_affinity(arts, items, queries, S.segment_size(n),
-                                                 exclude=seen if exclude else None, aggregation=aggregation)
-                rows = rows.persist()
-                results["genres"].append({"segments": f"als attribute-affinity ({aggregation})", **tag,
-                                          **evaluate(genre_groups, rows, n)})
+                rows = S.item_attribute_affinity(arts, items, queries, S.segment_size(n), exclude=excluded,
+                                                 aggregation=aggregation)
+                total, by_segment = evaluate(genre_judge, rows, n)
+                results["genres"].append({"method": f"als attribute-affinity ({aggregation})", **tag, **total})
                 if n == max(args.sizes):
-                    for sid, text in names.items():
-                        one = genre_groups.where(F.col(SEGMENT_ID) == sid)
-                        results["per_genre"].append({"query": text, "aggregation": aggregation, **tag,
-                                                     **evaluate(one, rows.where(F.col(SEGMENT_ID) == sid), n)})
-                rows.unpersist()
+                    results["per_genre"] += [{"query": names[sid], "aggregation": aggregation, **tag, **one}
+                                             for sid, one in sorted(by_segment.items(), key=lambda x: names[x[0]])]
             rows = top_users(activity, genre_groups, n, exclude)
-            results["genres"].append({"segments": "most active users", **tag, **evaluate(genre_groups, rows, n)})
+            results["genres"].append({"method": "most active users", **tag,
+                                      **evaluate(genre_judge, rows, n)[0]})
             if not exclude:  # with the exclusion nobody keeps a training rating in the genre
                 genre_activity = seen.join(genre_groups, ITEM_ID).groupBy(SEGMENT_ID, USER_ID).count()
                 rows = _top_in_group(genre_activity, n)
-                results["genres"].append({"segments": "most active in the genre", **tag,
-                                          **evaluate(genre_groups, rows, n)})
+                results["genres"].append({"method": "most active in the genre", **tag,
+                                          **evaluate(genre_judge, rows, n)[0]})
     spark.stop()
     return results
 

@@ -14,7 +14,7 @@ from batchrec.scoring.attribute_query import (SEGMENT_ID, AttributeQueryError, U
                                               attribute_segment_id, matching_items, parse_attribute_query)
 
 N_USERS, N_ITEMS, RANK = 23, 9, 3
-ONE_PASS, THRESHOLD = S.MAX_CANDIDATES, 0  # max_candidates choosing each plan
+ONE_PASS, THRESHOLD = 10 ** 8, 0  # max_candidates choosing each plan for these sizes
 
 
 # --- fixtures and the brute-force reference ------------------------------------------------------
@@ -44,7 +44,13 @@ def artifacts_of(spark, model, partitions=3):
 
 @pytest.fixture(scope="module")
 def artifacts(spark, model):
-    return artifacts_of(spark, model)
+    """Cached once: the users' repartition would otherwise be a shuffle in every job."""
+    frames = {name: frame.persist() for name, frame in artifacts_of(spark, model).items()}
+    for frame in frames.values():
+        frame.count()
+    yield frames
+    for frame in frames.values():
+        frame.unpersist()
 
 
 def brute_force(model, segment_items, n, aggregation="mean", excluded=(), allowed=None):
@@ -111,10 +117,11 @@ def test_all_items_when_no_queries(spark, model, artifacts):
 
 
 def test_chunks_of_segments_and_compaction_in_one_pass(spark, model, artifacts):
-    """max_candidates=4 with n=2: two segments per scan; compaction after every block."""
+    """max_candidates=6 with n=2: three segments per scan; compaction after every block."""
+    assert S.plan_scans(N_ITEMS, 2, 6) == (S.PLAN_ONE_PASS, 3)
     queries = S.collect_queries(artifacts, queries_df(spark, [(f"m{i}", f"m{i}") for i in range(N_ITEMS)]))
     candidates = S.segment_candidates(S.model_users(artifacts), queries, 2, users_per_batch=3,
-                                      max_candidates=4, min_compact_rows=1)
+                                      max_candidates=6, min_compact_rows=1)
     assert candidates.count() <= 3 * 2 * N_ITEMS + 3 * N_ITEMS  # partitions x n per segment, + ties
     from pyspark.sql import Window, functions as F
     order = Window.partitionBy(SEGMENT_ID).orderBy(F.desc(S.SCORE), USER_ID)
@@ -130,6 +137,16 @@ def test_fraction_sizes(spark, model, artifacts):
     assert quarter == brute_force(model, {"s": ["m4"]}, 6)
     everyone = collect(S.item_affinity(artifacts, queries, S.segment_size(fraction=1.0)))
     assert len(everyone["s"]) == N_USERS
+
+
+def test_plan_choice():
+    assert S.plan_scans(500, 1000) == (S.PLAN_ONE_PASS, 1)
+    assert S.plan_scans(500, 100_000) == (S.PLAN_THRESHOLD, 4)  # one pass would scan 50 times
+    assert S.plan_scans(1, 1_000_000) == (S.PLAN_ONE_PASS, 1)
+    assert S.plan_scans(1, S.MAX_NUM_RESULTS) == (S.PLAN_THRESHOLD, 4)
+    assert S.plan_scans(1000, 10, max_candidates=0) == (S.PLAN_THRESHOLD, 8)
+    assert S.plan_scans(9, 2, max_candidates=6) == (S.PLAN_ONE_PASS, 3)
+    assert S.plan_scans(9, 2, max_candidates=4) == (S.PLAN_THRESHOLD, 4)
 
 
 def test_fraction_rounding():
@@ -324,6 +341,9 @@ def test_unknown_field_is_reported_at_its_position(items):
     with pytest.raises(UnknownAttributeError):
         matching_items(items.withColumn("_source_file", items[ITEM_ID]),
                        [parse_attribute_query('ITEMS._source_file = "x"')])
+    from batchrec.errors import DataError
+    with pytest.raises(DataError, match="expected ITEM_ID"):
+        matching_items(items.withColumnRenamed(ITEM_ID, "movieId"), [parse_attribute_query('ITEMS.genres = "x"')])
 
 
 @pytest.mark.parametrize("aggregation, plan", [(S.AGG_MEAN, ONE_PASS), (S.AGG_MAX, ONE_PASS),

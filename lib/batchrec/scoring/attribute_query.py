@@ -38,7 +38,7 @@ from typing import Sequence, Union
 from pyspark.sql import Column, DataFrame, functions as F
 
 from batchrec.columns import ITEM_ID
-from batchrec.errors import UsageError
+from batchrec.errors import DataError, UsageError
 
 DATASET = "ITEMS"
 KEYWORD_AND = "AND"
@@ -194,8 +194,12 @@ def matching_items(items: DataFrame, queries: Sequence[AttributeQuery]) -> DataF
         item has no row.
 
     Raises:
+        DataError: ``items`` has no ``ITEM_ID`` column.
         UnknownAttributeError: a query names a field that ``items`` lacks.
     """
+    if ITEM_ID not in items.columns:
+        raise DataError(f"the Items dataset has columns {items.columns}; expected {ITEM_ID} and the "
+                        f"attribute columns the segment queries name")
     unique = list({q.segment_id: q for q in queries}.values())
     if not unique:
         return items.sparkSession.createDataFrame([], f"{SEGMENT_ID} string, {ITEM_ID} string")

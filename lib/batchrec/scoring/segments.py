@@ -6,20 +6,21 @@ the user's ALS scores over those items (see :data:`AGGREGATIONS`). Segments are 
 users x items (or users x segments) table in Spark. The query side (at most the catalogue) is
 collected once on the driver and broadcast; the user factors are scanned partition by partition with
 ``mapInArrow``, one BLAS product per block of users, and each partition keeps only a bounded number
-of candidates per segment. Two plans, chosen by the segment size N:
+of candidates per segment. Two plans, chosen by the segment size N and the number of segments:
 
-* one pass (``N <= max_candidates``): each partition keeps a running top N per segment. A block
-  first drops everything below its own N-th best score per segment (``np.partition``) and below
-  the partition's running N-th best; the survivors are buffered and, when the buffer grows past
+* one pass: each partition keeps a running top N per segment. A block first drops everything
+  below its own N-th best score per segment (``np.partition``) and below the partition's running
+  N-th best; the survivors are buffered and, when the buffer grows past
   twice its bound, sorted (Arrow, by segment, score desc, USER_ID asc) and cut back to N per
   segment. Segments are processed in chunks of ``max_candidates // N`` (one scan each), so a
   partition never holds more than about ``2 * max_candidates`` candidates.
-* threshold (``N > max_candidates``, up to the millions): the exact N-th best score of each segment
+* threshold (N above ``max_candidates``, up to the millions, or when it needs fewer scans of the
+  users than one pass would; see :func:`plan_scans`): the exact N-th best score of each segment
   is found first by a radix select over the scores' sortable 32-bit keys (three histogram passes of
   11, 11 and 10 bits; each partition sends at most ``segments x 2048`` counts), then a last pass
   streams out every user scoring at least that threshold (less a relative margin of
-  :data:`THRESHOLD_MARGIN`, so that a last-bit difference between passes can never drop a user).
-  Memory per partition is independent of N.
+  :data:`THRESHOLD_MARGIN`, so that a last-bit difference in a score between passes does not drop
+  a user). Memory per partition is independent of N.
 
 Either way the candidates (at most partitions x N per segment) are merged by a window
 ``row_number`` per segment and cut at N. Order: score descending, then USER_ID ascending (Arrow and
@@ -75,8 +76,11 @@ DEFAULT_AGGREGATION = AGG_MEAN
 
 DEFAULT_USERS_PER_BATCH = topk.DEFAULT_USERS_PER_BATCH
 MAX_BLOCK_CELLS = topk.MAX_BLOCK_CELLS
-# Candidates (segment, user, score) one partition buffers per scan in the one-pass plan.
-MAX_CANDIDATES = 1 << 21
+# Candidates (segment, user, score) one partition keeps per scan in the one-pass plan (it buffers
+# up to twice as many between compactions: about 2M rows, some 60 MB with the user IDs).
+MAX_CANDIDATES = 1 << 20
+PLAN_ONE_PASS = "one-pass"
+PLAN_THRESHOLD = "threshold"
 # Below this many buffered rows a compaction is not worth its sort.
 MIN_COMPACT_ROWS = 1 << 16
 # Radix select: bits of the sortable score key resolved by each histogram pass (sum 32).
@@ -448,7 +452,7 @@ def segment_candidates(users: DataFrame, queries: QueryMatrix, n: int,
     columns = [USER_ID, FEATURES] + [c for c in (_EXCLUDED, _ALLOWED) if c in users.columns]
     users = users.select(*columns)
     payload = users.sparkSession.sparkContext.broadcast(_Payload(queries, restricted))
-    if n <= max_candidates:
+    if plan_scans(queries.size, n, max_candidates)[0] == PLAN_ONE_PASS:
         per_chunk = max(1, max_candidates // n)
         parts = [_top_scan(users, payload, lo, min(lo + per_chunk, queries.size), n, users_per_batch,
                            min_compact_rows) for lo in range(0, queries.size, per_chunk)]
@@ -460,6 +464,21 @@ def segment_candidates(users: DataFrame, queries: QueryMatrix, n: int,
     for part in parts[1:]:
         out = out.unionByName(part)
     return out
+
+
+def plan_scans(segments: int, n: int, max_candidates: int = MAX_CANDIDATES) -> tuple[str, int]:
+    """The plan with fewer scans of the users, and its number of scans.
+
+    One pass needs a scan per chunk of ``max_candidates // n`` segments (impossible when
+    ``n > max_candidates``); the threshold plan needs four scans per chunk of
+    :data:`MAX_HISTOGRAM_SEGMENTS`. E.g. 500 segments of 1,000 users: one scan, one pass; 500
+    segments of 100,000 users: 50 scans in one pass against 4 with the threshold plan.
+    """
+    threshold = (len(RADIX_BITS) + 1) * math.ceil(segments / MAX_HISTOGRAM_SEGMENTS)
+    if n > max_candidates:
+        return PLAN_THRESHOLD, threshold
+    one_pass = math.ceil(segments / max(1, max_candidates // n))
+    return (PLAN_ONE_PASS, one_pass) if one_pass <= threshold else (PLAN_THRESHOLD, threshold)
 
 
 @dataclass(frozen=True)
