@@ -4,6 +4,8 @@
 protocol, seeded); an ALS model (the user-personalization recipe, default settings) trained on
 the 80%. For the most popular items of the training part and for genre queries on movies.csv:
 
+* already_interacted: the share of a segment's users who rated the item (any item of the genre)
+  in training: the hold-out holds no second rating of the same movie, so they cannot be hits;
 * hit rate@N: the share of a segment's N users who rate the item (for a genre: any item of it) in
   the hold-out; lift@N: hit rate / base rate, the base rate being the share of all users who do
   (a random segment has lift 1). Also the mean number of hold-out ratings of the segment's items
@@ -16,7 +18,8 @@ the 80%. For the most popular items of the training part and for genre queries o
 ``speed``: segments of a fraction of the users (default 1% of 100k) for many items (default 500)
 on generated data with random factors, timed against the cross-join baseline (users x query items,
 dot product by ``aggregate(zip_with)``, window ``row_number``), both written to the ``noop`` sink,
-in the same run; the two outputs are then compared. Examples::
+in the same run, alternately ``--repeats`` times (the best time of each is reported, so the first
+run's Python worker start-up does not count); the two outputs are then compared. Examples::
 
     nice .venv/bin/python bench/bench_segment.py quality
     nice .venv/bin/python bench/bench_segment.py speed --users 100000 --items 20000 --queries 500
@@ -112,33 +115,38 @@ def quality(args) -> dict:
             for r in frame.groupBy(SEGMENT_ID).agg(F.count(F.lit(1)).alias("raters"),
                                                    F.sum("ratings").alias("ratings")).collect():
                 stats.setdefault(r[SEGMENT_ID], {})[name] = (r["raters"], r["ratings"])
+        touched = touched.persist()
         for r in touched.groupBy(SEGMENT_ID).count().collect():
             stats.setdefault(r[SEGMENT_ID], {})["touched"] = r["count"]
         totals = {}
         for sid in (r[SEGMENT_ID] for r in group_items.select(SEGMENT_ID).distinct().collect()):
             one = stats.get(sid, {})
             totals[sid] = (*one.get("all", (0, 0)), n_users - one.get("touched", 0), *one.get("eligible", (0, 0)))
-        return hits, totals
+        return hits, totals, touched.withColumn("_seen", F.lit(1))
 
     def evaluate(group, segment_rows, n):
         """Pooled hit rate, base rate and lifts of ``[segment_id, USER_ID]`` rows, and per segment."""
-        hits, totals = group
-        per_segment = {r[SEGMENT_ID]: (r["slots"], r["hits"], r["ratings"]) for r in
-                       segment_rows.select(SEGMENT_ID, USER_ID).join(hits, [SEGMENT_ID, USER_ID], "left")
-                       .groupBy(SEGMENT_ID).agg(F.count(F.lit(1)).alias("slots"), F.count("ratings").alias("hits"),
-                                                F.coalesce(F.sum("ratings"), F.lit(0)).alias("ratings")).collect()}
+        hits, totals, touched = group
+        joined = (segment_rows.select(SEGMENT_ID, USER_ID).join(hits, [SEGMENT_ID, USER_ID], "left")
+                  .join(touched, [SEGMENT_ID, USER_ID], "left"))
+        per_segment = {r[SEGMENT_ID]: (r["slots"], r["hits"], r["ratings"], r["seen"]) for r in
+                       joined.groupBy(SEGMENT_ID).agg(
+                           F.count(F.lit(1)).alias("slots"), F.count("ratings").alias("hits"),
+                           F.coalesce(F.sum("ratings"), F.lit(0)).alias("ratings"),
+                           F.count("_seen").alias("seen")).collect()}
         return pooled(per_segment, totals, n), {sid: pooled(per_segment, totals, n, [sid]) for sid in totals}
 
     def pooled(per_segment, totals, n, only=None):
         """lift: against a random user; eligible_lift: against a random eligible user (the fair
         baseline under exclude_interacted: a random user who never rated the segment's items)."""
         sids = list(totals) if only is None else only
-        slots, hit, rated = (sum(per_segment.get(s, (0, 0, 0))[i] for s in sids) for i in range(3))
+        slots, hit, rated, seen_before = (sum(per_segment.get(s, (0, 0, 0, 0))[i] for s in sids) for i in range(4))
         raters, ratings, eligible, fresh_raters, fresh_ratings = (sum(totals[s][i] for s in sids) for i in range(5))
         base_rate, base_count = raters / (n_users * len(sids)), ratings / (n_users * len(sids))
         fresh_rate = fresh_raters / eligible if eligible else 0.0
         hit_rate = hit / max(slots, 1)
-        return {"N": n, "segments": len(sids), "slots": slots, "hit_rate": round(hit_rate, 4),
+        return {"N": n, "segments": len(sids), "slots": slots,
+                "already_interacted": round(seen_before / max(slots, 1), 4), "hit_rate": round(hit_rate, 4),
                 "base_rate": round(base_rate, 4), "lift": round(hit_rate / base_rate, 2) if base_rate else None,
                 "count_lift": round(rated / max(slots, 1) / base_count, 2) if base_count else None,
                 "eligible_base_rate": round(fresh_rate, 4),
@@ -262,9 +270,14 @@ def speed(args) -> dict:
         return scored.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= n)
 
     noop = lambda df: df.write.format("noop").mode("overwrite").save()  # noqa: E731
-    timed("batchrec_item_affinity_noop", lambda: noop(ours()))
-    if not args.skip_baseline:
-        timed("cross_join_window_noop", lambda: noop(cross_join()))
+    runs: dict[str, list] = {}
+    for attempt in range(args.repeats):  # alternated; the best of each is reported
+        for name, build in (("batchrec_item_affinity_noop", ours), ("cross_join_window_noop", cross_join)):
+            if name.startswith("cross") and args.skip_baseline:
+                continue
+            timed(f"{name}#{attempt + 1}", lambda: noop(build()))
+            runs.setdefault(name, []).append(timings.pop(f"{name}#{attempt + 1}"))
+    timings.update({name: min(values) for name, values in runs.items()})
     # Same segments? Compare the user sets of a sample of segments (float32 BLAS vs Spark's
     # float sums may order near-equal scores differently).
     sample = queries.orderBy(SEGMENT_ID).limit(args.compare_segments).select(SEGMENT_ID)
@@ -280,7 +293,7 @@ def speed(args) -> dict:
         comparison = {"compared_segments": len(b), "identical_sets": sum(a.get(s) == b[s] for s in b),
                       "mean_overlap": round(sum(overlaps) / max(len(overlaps), 1), 6)}
     result = {"sizes": {k: v for k, v in vars(args).items() if k != "func"}, "users_per_segment": n,
-              "timings_s": timings, **comparison}
+              "plan": S.plan_scans(args.queries, n)[0], "timings_s": timings, "all_runs_s": runs, **comparison}
     if "cross_join_window_noop" in timings:
         result["speedup"] = round(timings["cross_join_window_noop"] / timings["batchrec_item_affinity_noop"], 2)
     spark.stop()
@@ -310,6 +323,7 @@ def main(argv=None) -> int:
     s.add_argument("--fraction", type=float, default=0.01)
     s.add_argument("--compare-segments", type=int, default=20)
     s.add_argument("--skip-baseline", action="store_true")
+    s.add_argument("--repeats", type=int, default=2, help="timed runs of each (alternated); the best is kept")
     s.set_defaults(func=speed)
     args = parser.parse_args(argv)
     result = args.func(args)

@@ -238,6 +238,8 @@ def test_bad_mask_frames_and_artifacts(spark, artifacts):
         S.item_affinity(artifacts, queries, deny_users=spark.createDataFrame([("u",)], "id string"))
     with pytest.raises(UsageError, match="expected ITEM_ID"):
         S.item_affinity(artifacts, spark.createDataFrame([("m1",)], "itemId string"))
+    with pytest.raises(UsageError, match="segment_items has columns"):
+        S.affinity_segments(artifacts, spark.createDataFrame([("m1",)], f"{ITEM_ID} string"))
     with pytest.raises(UsageError, match="aggregation"):
         S.affinity_segments(artifacts, queries, aggregation="median")
     from batchrec.errors import JobError
