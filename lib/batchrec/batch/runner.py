@@ -147,7 +147,7 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
             result = job.score(context).persist()
         try:
             summary = _write(spark, job, version_, run_date, result, requests, output, jsonl,
-                             with_scores=spec.can(catalogue.SCORED))
+                             with_scores=spec.can(catalogue.SCORED) and job.shape.jsonl_scores)
             summary[job.count_label] = usable.select(job.request_key).distinct().count()
         finally:
             result.unpersist()

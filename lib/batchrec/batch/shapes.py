@@ -28,6 +28,8 @@ class OutputShape:
         owner: the result column naming whom a list is for (a user, an item, a segment).
         list_column: the result column listed in the JSON lines, in rank order.
         jsonl_field: the Personalize output field holding that list.
+        jsonl_scores: whether the JSON lines may carry ``scores`` (for models that score);
+            Personalize's segment output has ``usersList`` only.
     """
 
     name: str
@@ -35,6 +37,7 @@ class OutputShape:
     owner: str
     list_column: str
     jsonl_field: str
+    jsonl_scores: bool = True
 
     @property
     def output_columns(self) -> tuple[str, ...]:
@@ -72,4 +75,5 @@ SEGMENTS = OutputShape(
     owner=SEGMENT_ID,
     list_column=USER_ID,
     jsonl_field="usersList",
+    jsonl_scores=False,
 )
