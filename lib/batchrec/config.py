@@ -79,9 +79,11 @@ class PrepareSettings:
 
 @dataclass(frozen=True)
 class AlsSettings:
-    """Spark MLlib ALS parameters, under MLlib's own names (``--param rank=64``).
+    """ALS parameters, under Spark MLlib's own names (``--param rank=64``).
 
     ``numUserBlocks``/``numItemBlocks`` of 0 mean "size to the cluster" (Spark's default parallelism).
+    ``solver`` is ``mllib`` or ``cg``; ``regularization`` (``scaled`` | ``constant``), ``cgSteps``
+    and ``cgMaxBroadcastMb`` belong to the cg solver (``batchrec.recipes.als_cg``).
     """
 
     rank: int = 64
@@ -93,6 +95,10 @@ class AlsSettings:
     numItemBlocks: int = 0
     checkpointInterval: int = 10
     nonnegative: bool = False
+    solver: str = "mllib"
+    regularization: str = "scaled"
+    cgSteps: int = 3
+    cgMaxBroadcastMb: float = 1024.0
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""user-personalization: Spark MLlib ALS on implicit feedback (Hu, Koren & Volinsky 2008).
+"""user-personalization: ALS on implicit feedback (Hu, Koren & Volinsky 2008).
 
 The prepared confidences are the implicit "ratings"; parameters keep MLlib's names (``rank``,
 ``regParam``, ``alpha``, ``maxIter``, ``seed``, ``numUserBlocks``, ``numItemBlocks``,
-``checkpointInterval``, ``nonnegative``). Our defaults differ from MLlib's in two ways that matter
-for speed (see docs/benchmarks.md):
+``checkpointInterval``, ``nonnegative``). ``solver`` picks the trainer: ``mllib`` (default) is
+Spark MLlib's ALS, ``cg`` is batchrec's conjugate-gradient solver (:mod:`batchrec.recipes.als_cg`,
+which documents ``regularization``, ``cgSteps`` and ``cgMaxBroadcastMb`` and falls back to MLlib
+when a factor side is too large to broadcast). Our MLlib defaults differ from MLlib's in two ways
+that matter for speed (see docs/benchmarks.md):
 
 * ``numUserBlocks``/``numItemBlocks`` = 0 size the blocks to the cluster (default parallelism)
   instead of MLlib's fixed 10: every block is a task in every half-iteration, and blocks beyond
@@ -29,14 +32,20 @@ from pyspark.sql import functions as F
 from batchrec.columns import CONFIDENCE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 from batchrec.config import AlsSettings
 from batchrec.errors import UsageError
+from batchrec.recipes.als_cg_kernel import REGULARIZATIONS, SCALED
 
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
+MLLIB = "mllib"
+CG = "cg"
+SOLVERS = (MLLIB, CG)
 PARAM_TYPES = {"rank": int, "regParam": float, "alpha": float, "maxIter": int, "seed": int,
-               "numUserBlocks": int, "numItemBlocks": int, "checkpointInterval": int, "nonnegative": bool}
+               "numUserBlocks": int, "numItemBlocks": int, "checkpointInterval": int, "nonnegative": bool,
+               "solver": str, "regularization": str, "cgSteps": int, "cgMaxBroadcastMb": float}
 _MINIMUMS = {"rank": 1, "regParam": 0.0, "alpha": 0.0, "maxIter": 1, "numUserBlocks": 0,
-             "numItemBlocks": 0, "checkpointInterval": -1}
+             "numItemBlocks": 0, "checkpointInterval": -1, "cgSteps": 1, "cgMaxBroadcastMb": 0.0}
+_CHOICES = {"solver": SOLVERS, "regularization": REGULARIZATIONS}
 
 
 def defaults(settings) -> dict:
@@ -46,11 +55,23 @@ def defaults(settings) -> dict:
 
 
 def check(params: dict) -> None:
-    """Raises UsageError for a value below its minimum (e.g. ``rank=0``)."""
+    """Raises UsageError for a value below its minimum (e.g. ``rank=0``), an unknown solver or
+    regularization (listing the valid ones), or a combination one solver lacks."""
     for name, minimum in _MINIMUMS.items():
         if params[name] < minimum:
             raise UsageError(f"parameter {name}={params[name]} for recipe user-personalization; "
                              f"expected >= {minimum}")
+    for name, choices in _CHOICES.items():
+        if params[name] not in choices:
+            raise UsageError(f"parameter {name}={params[name]!r} for recipe user-personalization; "
+                             f"expected one of {', '.join(choices)}")
+    if params["solver"] == MLLIB and params["regularization"] != SCALED:
+        raise UsageError(f"parameter regularization={params['regularization']!r} needs solver=cg; "
+                         f"MLlib only has regularization={SCALED!r} (regParam times each row's "
+                         "number of ratings)")
+    if params["solver"] == CG and params["nonnegative"]:
+        raise UsageError("parameter nonnegative=true needs solver=mllib; the cg solver has no "
+                         "non-negativity constraint")
 
 
 def block_counts(spark, params: dict) -> tuple[int, int]:
@@ -95,11 +116,32 @@ def factor_artifacts(model) -> dict[str, DataFrame]:
 
 
 def train(spark, data, params: dict) -> tuple[dict, dict]:
-    """Fit ALS on the prepared confidences; artifacts ``user_factors`` and ``item_factors``."""
-    _ensure_checkpoint_dir(spark, params, data.checkpoint_dir)
-    model = fit(spark, ratings(data.prepared, data.user_map, data.item_map), params)
+    """Fit ALS on the prepared confidences; artifacts ``user_factors`` and ``item_factors``.
+
+    Stats: the block counts used and ``solver_used`` (``cg`` falls back to ``mllib`` when a
+    factor side exceeds ``cgMaxBroadcastMb``; ``solver_fallback`` then says why). The cg solver
+    adds ``cg_loss`` (the objective after each iteration) and ``cg_seconds`` (each iteration's time).
+    """
+    rated = ratings(data.prepared, data.user_map, data.item_map)
     user_blocks, item_blocks = block_counts(spark, params)
-    return factor_artifacts(model), {"numUserBlocks_used": user_blocks, "numItemBlocks_used": item_blocks}
+    stats = {"numUserBlocks_used": user_blocks, "numItemBlocks_used": item_blocks, "solver_used": MLLIB}
+    if params["solver"] == CG:
+        from batchrec.recipes import als_cg
+
+        problem = als_cg.plan(rated, params)
+        reason = als_cg.check_fallback(problem, params)
+        if reason is None:
+            result = als_cg.fit(spark, rated, params, (user_blocks, item_blocks), problem)
+            stats.update(solver_used=CG, cg_loss=[round(v, 6) for v in result.loss],
+                         cg_seconds=[round(v, 3) for v in result.seconds])
+            return {
+                "user_factors": als_cg.factor_frame(spark, result.user_factors, result.user_present, USER_IDX),
+                "item_factors": als_cg.factor_frame(spark, result.item_factors, result.item_present, ITEM_IDX),
+            }, stats
+        log.warning("%s; training with MLlib's block solver instead", reason)
+        stats["solver_fallback"] = reason
+    _ensure_checkpoint_dir(spark, params, data.checkpoint_dir)
+    return factor_artifacts(fit(spark, rated, params)), stats
 
 
 def _ensure_checkpoint_dir(spark, params: dict, checkpoint_dir) -> None:
