@@ -32,7 +32,8 @@ factors and their Gram matrix ``YᵀY`` are broadcast, each partition updates it
 cached CSR chunks and its previous factors, and the new factors (with their own Gram matrix,
 summed on the driver) come back to the driver for the next broadcast. The previous factors of the
 side being solved stay on the executors (persisted, local-checkpointed so the lineage never
-grows); no shuffle runs after the two groupings.
+grows, which is why ``checkpointInterval`` only concerns the MLlib solver); no shuffle runs after
+the two groupings.
 
 **Limits.** Each side's factors are broadcast in turn, so the larger side (rows x rank x 4 bytes;
 rank 64 x 10M rows is 2.5 GB) must fit in every Python worker's memory, and the driver holds both
