@@ -166,10 +166,14 @@ def main(argv=None) -> int:
 
         if id(data) not in implicit_data:  # the driver-side CSR matrix is built once, outside the timing
             implicit_data[id(data)] = _csr(data, n_users, n_items, ours_params["alpha"])
-        model = AlternatingLeastSquares(factors=args.rank, regularization=implicit_reg, alpha=1.0,
-                                        iterations=iterations, use_cg=True, random_state=args.seed,
-                                        num_threads=args.threads, calculate_training_loss=False)
-        return _Timed(model, implicit_data[id(data)]), {
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):  # implicit threads over rows itself (its own advice)
+            model = AlternatingLeastSquares(factors=args.rank, regularization=implicit_reg, alpha=1.0,
+                                            iterations=iterations, use_cg=True, random_state=args.seed,
+                                            num_threads=args.threads, calculate_training_loss=False)
+            timed = _Timed(model, implicit_data[id(data)])
+        return timed, {
             "rank": args.rank, "maxIter": iterations, "regularization (constant)": implicit_reg,
             "confidence": f"1 + {ours_params['alpha']} * r", "cg_steps": model.cg_steps,
             "threads": args.threads}
@@ -280,11 +284,8 @@ class _Timed:
     """Runs an ``implicit`` model's fit on construction and keeps its wall time and factors."""
 
     def __init__(self, model, matrix):
-        from threadpoolctl import threadpool_limits
-
         start = time.perf_counter()
-        with threadpool_limits(1, "blas"):  # implicit threads over rows itself (its own advice)
-            model.fit(matrix, show_progress=False)
+        model.fit(matrix, show_progress=False)
         self.seconds = time.perf_counter() - start
         self.user_factors, self.item_factors = model.user_factors, model.item_factors
 

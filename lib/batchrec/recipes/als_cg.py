@@ -64,7 +64,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchrec.columns import CONFIDENCE, ITEM_IDX, USER_IDX
-from batchrec.errors import UsageError
+from batchrec.errors import JobError, UsageError
 from batchrec.recipes.als_cg_kernel import (CONSTANT, CsrChunk, chunk_bounds, initial_factors,
                                             solve_chunk)
 
@@ -280,6 +280,10 @@ def _present(blocks, n: int) -> np.ndarray:
 
 def _solve_pair(pair, shared, settings) -> _Solved:
     chunks, previous = pair
+    rows = np.concatenate([c.rows for c in chunks]) if chunks else np.zeros(0, np.int32)
+    if not np.array_equal(rows, previous.rows):  # the zip paired blocks that do not belong together
+        raise JobError("cg solver: a partition's rows changed between iterations; the ratings "
+                       "must not change during training")
     return _solve_block(chunks, shared, settings, previous.factors)
 
 
