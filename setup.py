@@ -24,6 +24,8 @@ setup(
     install_requires=SPARK_PINS + [
         "pyarrow>=14",
         "numpy>=1.24",
+        # the cg ALS solver's sparse products (batchrec.recipes.als_cg_kernel)
+        "scipy>=1.10",
         # pyspark 4.0's Arrow conversions are written for pandas 2 (pandas 3 warns on every batch).
         "pandas>=2.0,<3",
         "boto3>=1.28",
@@ -35,6 +37,8 @@ setup(
         "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7", "hypothesis>=6.100,<7",
                  "moto[server]==5.2.5"],
         "report": ["matplotlib>=3.7"],
+        # bench/bench_train.py's single-node reference (its CPU kernel ships as a wheel)
+        "bench": ["implicit==0.7.3"],
     },
     entry_points={"console_scripts": ["batchrec=batchrec.cli:entry_point"]},
 )

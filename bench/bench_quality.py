@@ -18,6 +18,13 @@ Examples (results in docs/benchmarks.md)::
 Every recipe after the first is compared with the first on ndcg at the largest K: the ratio of
 the means and a 90% paired bootstrap interval over the evaluated users
 (``batchrec.evaluation.compare``), so a margin can be told from noise.
+
+``--variant KEY=VALUE`` (repeatable) adds one more user-personalization run after the recipes,
+with the ``--param`` values overlaid by the variant's: with ``--recipes user-personalization``
+it compares two ALS configurations on the same split, e.g. the cg solver against MLlib's::
+
+    nice .venv/bin/python bench/bench_quality.py --protocol stratified-item --k 10 \
+        --recipes user-personalization --variant solver=cg
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from pyspark.sql import functions as F
 
 from batchrec import logs
 from batchrec.columns import EVENT_TYPE, EVENT_VALUE, ITEM_ID, TIMESTAMP, USER_ID
-from batchrec.config import SparkSettings, load_settings
+from batchrec.config import SparkSettings, load_settings, parse_literal
 from batchrec.evaluation import compare, runner, splits
 from batchrec.spark import get_spark
 
@@ -67,17 +74,26 @@ def settings_for(args):
     return dataclasses.replace(base, evaluate=evaluate, prepare=prepare)
 
 
-def evaluate_all(spark, settings, frame, recipes, params):
+def evaluate_all(spark, settings, frame, runs):
+    """Evaluate each ``(label, recipe, params)`` of ``runs`` on one split; the first is the baseline."""
     config = settings.evaluate
     split = splits.split_interactions(frame, config.protocol, config, settings.prepare).persist()
     context = runner.prepare_context(frame, split, config.k)
     compared = f"ndcg@{max(config.k)}"
-    results = [runner.evaluate_recipe(spark, recipe, context, settings, params.get(recipe),
-                                      per_user_metric=compared) for recipe in recipes]
+    results = []
+    for label, recipe, params in runs:
+        result = runner.evaluate_recipe(spark, recipe, context, settings, params, per_user_metric=compared)
+        result.recipe = label  # the comparison names its baseline by this label
+        results.append(result)
     out = [{"recipe": r.recipe, "params": r.params, "metrics": r.metrics, "seconds": r.seconds,
             "versus_first": versus}
            for r, versus in zip(results, compare.versus_first(results, compared, config.seed))]
     return split, out
+
+
+def parse_pairs(pairs):
+    """``KEY=VALUE`` strings -> dict, values read as TOML literals (``64``, ``0.1``, ``cg``)."""
+    return {k: parse_literal(v) for k, v in (p.split("=", 1) for p in pairs)}
 
 
 def with_point(settings, point):
@@ -95,6 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("--recipes", nargs="+", default=["popularity-count", "user-personalization"],
                         help="the first is the baseline the others are compared with")
     parser.add_argument("--param", action="append", default=[], help="ALS KEY=VALUE")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="ALS KEY=VALUE of one more user-personalization run (see above)")
     parser.add_argument("--prepare", action="append", default=[], help="[prepare] KEY=VALUE")
     parser.add_argument("--weights", choices=("binary", "rating"), default="binary")
     parser.add_argument("--tune", action="store_true")
@@ -109,7 +127,7 @@ def main(argv=None) -> int:
                                     log_level="ERROR"))
     settings = settings_for(args)
     frame = read_ratings(spark, Path(args.ratings), args.weights).persist()
-    als_params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
+    als_params = parse_pairs(args.param)
     lines = []
     if args.tune:
         config = settings.evaluate
@@ -132,8 +150,13 @@ def main(argv=None) -> int:
             lines.append(line)
     else:
         started = time.perf_counter()
-        split, results = evaluate_all(spark, settings, frame, args.recipes,
-                                      {"user-personalization": als_params})
+        runs = [(recipe, recipe, als_params if recipe == "user-personalization" else None)
+                for recipe in args.recipes]
+        if args.variant:
+            variant = parse_pairs(args.variant)
+            label = "user-personalization[" + ",".join(f"{k}={v}" for k, v in variant.items()) + "]"
+            runs.append((label, "user-personalization", {**als_params, **variant}))
+        split, results = evaluate_all(spark, settings, frame, runs)
         print(json.dumps({"split": split.stats}))
         for r in results:
             line = {"mode": "evaluate", "protocol": args.protocol, "weights": args.weights,

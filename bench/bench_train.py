@@ -12,8 +12,23 @@
   default (10 user and item blocks, maxIter 10, regParam 0.1, alpha 1.0);
 * ``batchrec_mllib_iterations``: batchrec's defaults with MLlib's 10 iterations, which separates
   the two differences (block sizing and iteration count);
+* ``cg``: batchrec's conjugate-gradient solver (``batchrec.recipes.als_cg.fit``) with the ``[als]``
+  defaults and ``solver=cg``, the same data, rank, iterations and (scaled) regularization as
+  ``batchrec``; its fit includes grouping the ratings into CSR blocks and collecting the factors;
+* ``implicit``: the ``implicit`` package's CPU conjugate-gradient ALS (``pip install .[bench]``) on
+  the driver alone, the single-node reference: the training pairs are collected into one scipy
+  CSR matrix (not timed) with values ``1 + alpha·r``, so the confidences equal MLlib's; its
+  regularization is constant, ``--implicit-reg`` (default: regParam times the mean number of
+  training pairs per user, what the scaled form gives a typical user);
 * quality: ndcg@10 for ``--eval-users`` sampled hold-out users, scored by brute force with numpy
   over all items, training items removed (binary relevance, ideal DCG over min(|truth|, 10)).
+
+``--configs`` picks the configurations (default all but ``batchrec_mllib_iterations``, which runs
+when named or when ``--configs`` is not given and the iteration counts differ); the first named is
+the baseline of the ``speedup`` figures (default ``mllib_defaults``). ``seconds_per_iteration`` is
+the median iteration of ``cg`` (timed inside the fit) and fit time / iterations for the others.
+For time per iteration at several sizes, run once per ``--interactions`` (1M, 5M, 10M); each size
+writes ``bench_train_results-<interactions>.json``.
 
 ``--max-iter`` forces one iteration count on every configuration. After a one-iteration warm-up
 fit of each, the configurations are timed ``--repeats`` times in turn (A B C A B C) and the fastest
@@ -54,6 +69,10 @@ def main(argv=None) -> int:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="8g")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--configs", default=None,
+                        help="comma-separated: mllib_defaults,batchrec,batchrec_mllib_iterations,cg,implicit")
+    parser.add_argument("--implicit-reg", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="implicit's threads (the cores Spark uses)")
     args = parser.parse_args(argv)
 
     from pyspark.sql import functions as F
@@ -111,6 +130,16 @@ def main(argv=None) -> int:
 
     ours_params = resolve_params("user-personalization", settings, {"rank": args.rank})
     mllib_iterations = ALS().getMaxIter()
+    blocks = als.block_counts(spark, ours_params)
+
+    def mllib_fit(make):
+        def fit(data, iterations):
+            estimator = make(iterations)
+            model = estimator.fit(data)
+            return model, {p.name: v for p, v in estimator.extractParamMap().items()
+                           if p.name in ("rank", "maxIter", "regParam", "alpha", "numUserBlocks",
+                                         "numItemBlocks", "checkpointInterval", "implicitPrefs")}
+        return fit
 
     def ours(iterations):
         return als.build_als(spark, {**ours_params, "maxIter": iterations})
@@ -119,15 +148,56 @@ def main(argv=None) -> int:
         return ALS(rank=args.rank, maxIter=iterations, implicitPrefs=True,
                    userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=CONFIDENCE)
 
-    configs = {  # name: (estimator factory, iterations)
-        "batchrec": (ours, args.max_iter or ours_params["maxIter"]),
-        "mllib_defaults": (mllib, args.max_iter or mllib_iterations),
+    cg_params = {**ours_params, "solver": "cg"}
+
+    def cg_fit(data, iterations):
+        from batchrec.recipes import als_cg
+
+        params = {**cg_params, "maxIter": iterations}
+        return als_cg.fit(spark, data, params, blocks), {
+            k: params[k] for k in ("rank", "maxIter", "regParam", "alpha", "regularization", "cgSteps")}
+
+    implicit_reg = args.implicit_reg if args.implicit_reg is not None else round(
+        ours_params["regParam"] * n_train / max(1, n_users), 4)
+    implicit_data = {}
+
+    def implicit_fit(data, iterations):
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        if id(data) not in implicit_data:  # the driver-side CSR matrix is built once, outside the timing
+            implicit_data[id(data)] = _csr(data, n_users, n_items, ours_params["alpha"])
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):  # implicit threads over rows itself (its own advice)
+            model = AlternatingLeastSquares(factors=args.rank, regularization=implicit_reg, alpha=1.0,
+                                            iterations=iterations, use_cg=True, random_state=args.seed,
+                                            num_threads=args.threads, calculate_training_loss=False)
+            timed = _Timed(model, implicit_data[id(data)])
+        return timed, {
+            "rank": args.rank, "maxIter": iterations, "regularization (constant)": implicit_reg,
+            "confidence": f"1 + {ours_params['alpha']} * r", "cg_steps": model.cg_steps,
+            "threads": args.threads}
+
+    available = {  # name: (fit(data, iterations) -> (model, params), iterations)
+        "mllib_defaults": (mllib_fit(mllib), args.max_iter or mllib_iterations),
+        "batchrec": (mllib_fit(ours), args.max_iter or ours_params["maxIter"]),
+        "batchrec_mllib_iterations": (mllib_fit(ours), mllib_iterations),
+        "cg": (cg_fit, args.max_iter or ours_params["maxIter"]),
+        "implicit": (implicit_fit, args.max_iter or ours_params["maxIter"]),
     }
-    if args.max_iter is None and ours_params["maxIter"] != mllib_iterations:
-        configs["batchrec_mllib_iterations"] = (ours, mllib_iterations)
-    warm = train.where(F.col(USER_IDX) % 20 == 0)
-    for make, _ in configs.values():  # JIT and code paths warm for every configuration
-        make(1).fit(warm)
+    if args.configs:
+        names = [n.strip() for n in args.configs.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(available))
+        if unknown:
+            parser.error(f"unknown --configs {unknown}; expected some of {', '.join(available)}")
+    else:
+        names = ["mllib_defaults", "batchrec", "cg", "implicit"]
+        if args.max_iter is None and ours_params["maxIter"] != mllib_iterations:
+            names.insert(2, "batchrec_mllib_iterations")
+    configs = {name: available[name] for name in names}
+    warm = train.where(F.col(USER_IDX) % 20 == 0).persist()
+    for name, (fit, _) in configs.items():  # JIT and code paths warm for every configuration
+        _factors(fit(warm, 1)[0], n_users, n_items, args.rank)
 
     jvm_pid = int(spark._jvm.java.lang.ProcessHandle.current().pid())
     runtime = spark._jvm.java.lang.Runtime.getRuntime()
@@ -135,36 +205,42 @@ def main(argv=None) -> int:
     truth = _pairs(test, sample_users)
     seen = _pairs(train, sample_users)
     for round_ in range(args.repeats):
-        for name, (make, iterations) in configs.items():
-            estimator = make(iterations)
+        for name, (fit, iterations) in configs.items():
             peak = _HeapSampler(runtime)
             peak.start()
             start = time.perf_counter()
-            model = estimator.fit(train)
+            model, params = fit(train, iterations)
             seconds = time.perf_counter() - start
             peak.stop()
-            U = _matrix(model.userFactors, n_users, args.rank)
-            V = _matrix(model.itemFactors, n_items, args.rank)
-            entry = results.setdefault(name, {
-                "params": {p.name: v for p, v in estimator.extractParamMap().items()
-                           if p.name in ("rank", "maxIter", "regParam", "alpha", "numUserBlocks",
-                                         "numItemBlocks", "checkpointInterval", "implicitPrefs")},
-                "fit_seconds_each": [], "jvm_used_heap_peak_mb": 0})
+            U, V = _factors(model, n_users, n_items, args.rank)
+            entry = results.setdefault(name, {"params": params, "fit_seconds_each": [],
+                                              "seconds_per_iteration_each": [], "jvm_used_heap_peak_mb": 0})
             entry["fit_seconds_each"].append(round(seconds, 1))
             entry["fit_seconds"] = min(entry["fit_seconds_each"])
+            per_iteration = (float(np.median(model.seconds)) if hasattr(model, "loss")
+                             else getattr(model, "seconds", seconds) / iterations)
+            entry["seconds_per_iteration_each"].append(round(per_iteration, 2))
+            entry["seconds_per_iteration"] = min(entry["seconds_per_iteration_each"])
             entry["ndcg@10"] = round(_ndcg(U, V, sample_users, truth, seen, 10), 4)
             entry["jvm_used_heap_peak_mb"] = max(entry["jvm_used_heap_peak_mb"], round(peak.peak / 2**20))
+            if hasattr(model, "loss"):
+                entry["loss_each_iteration"] = [round(v, 1) for v in model.loss]
             print(json.dumps({name: entry, "round": round_ + 1}), file=sys.stderr)
-            model.userFactors.unpersist()
-            model.itemFactors.unpersist()
-    baseline = results["mllib_defaults"]["fit_seconds"]
-    results["speedup"] = {name: round(baseline / results[name]["fit_seconds"], 2)
-                          for name in configs if name != "mllib_defaults"}
+            if hasattr(model, "userFactors"):
+                model.userFactors.unpersist()
+                model.itemFactors.unpersist()
+    first = names[0]
+    results["speedup_baseline"] = first
+    results["speedup"] = {name: round(results[first]["fit_seconds"] / results[name]["fit_seconds"], 2)
+                          for name in configs if name != first}
+    results["speedup_per_iteration"] = {
+        name: round(results[first]["seconds_per_iteration"] / results[name]["seconds_per_iteration"], 2)
+        for name in configs if name != first}
     results["jvm_peak_rss_mb"] = _vm_hwm_mb(jvm_pid)
     results["python_driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     results["load_average_at_end"] = _loadavg()
     print(json.dumps(results, indent=2))
-    (work / "bench_train_results.json").write_text(json.dumps(results, indent=2))
+    (work / f"bench_train_results-{args.interactions}.json").write_text(json.dumps(results, indent=2))
     spark.stop()
     return 0
 
@@ -202,6 +278,41 @@ def _pairs(df, users: np.ndarray) -> dict[int, np.ndarray]:
     rows = (df.join(F.broadcast(wanted), "user_idx").groupBy("user_idx")
             .agg(F.collect_list("item_idx").alias("items")).collect())
     return {r[0]: np.array(r[1], dtype=np.int64) for r in rows}
+
+
+class _Timed:
+    """Runs an ``implicit`` model's fit on construction and keeps its wall time and factors."""
+
+    def __init__(self, model, matrix):
+        start = time.perf_counter()
+        model.fit(matrix, show_progress=False)
+        self.seconds = time.perf_counter() - start
+        self.user_factors, self.item_factors = model.user_factors, model.item_factors
+
+
+def _csr(data, n_users: int, n_items: int, alpha: float):
+    """The training pairs as a users x items scipy CSR matrix of confidences ``1 + alpha·r``."""
+    import scipy.sparse
+
+    table = data.select("user_idx", "item_idx", "confidence").toArrow()
+    users = table.column("user_idx").to_numpy()
+    items = table.column("item_idx").to_numpy()
+    values = 1.0 + alpha * np.abs(table.column("confidence").to_numpy().astype(np.float32))
+    return scipy.sparse.csr_matrix((values.astype(np.float32), (users, items)), shape=(n_users, n_items))
+
+
+def _factors(model, n_users: int, n_items: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """(U, V) float32 matrices of an MLlib model, a cg result or a timed ``implicit`` model."""
+    if hasattr(model, "userFactors"):
+        return _matrix(model.userFactors, n_users, rank), _matrix(model.itemFactors, n_items, rank)
+    return _padded(model.user_factors, n_users, rank), _padded(model.item_factors, n_items, rank)
+
+
+def _padded(factors, n: int, rank: int) -> np.ndarray:
+    """``factors`` with zero rows appended up to ``n`` (ids absent from the training part)."""
+    out = np.zeros((n, rank), np.float32)
+    out[: min(n, len(factors))] = np.asarray(factors, np.float32)[:n]
+    return out
 
 
 def _matrix(factors, n: int, rank: int) -> np.ndarray:

@@ -126,6 +126,7 @@ class RecipeSpec:
     answers: frozenset = frozenset()
     scorer: str = ""
     scorer_options: Mapping[str, Any] = field(default_factory=dict)
+    rules: tuple = ()  # functions params -> None or what is wrong with a combination of values
 
     def can(self, capability: str) -> bool:
         """Whether the recipe's model answers ``capability``."""
@@ -224,6 +225,10 @@ def resolve_params(name: str, section: Any, params: Optional[Mapping[str, Any]] 
             raise UsageError(f"unknown parameter {key!r} for recipe {name}; valid parameters: "
                              f"{', '.join(sorted(spec.params)) or 'none'}")
         resolved[key] = param.check(key, value, f" for recipe {name}")
+    for rule in spec.rules:
+        problem = rule(resolved)
+        if problem:
+            raise UsageError(f"{problem} (recipe {name})")
     return resolved
 
 
@@ -233,6 +238,16 @@ def search_space(name: str, fixed: Mapping[str, Any] = ()) -> dict[str, tuple]:
 
 
 # --- the recipes -----------------------------------------------------------------------------------
+
+def _als_solver_rules(params: Mapping[str, Any]) -> Optional[str]:
+    """What only one of the ALS solvers can do."""
+    if params["solver"] == "mllib" and params["regularization"] != "scaled":
+        return (f"parameter regularization={params['regularization']!r} needs solver=cg; MLlib only "
+                "has regularization='scaled' (regParam times each row's number of ratings)")
+    if params["solver"] == "cg" and params["nonnegative"]:
+        return "parameter nonnegative=true needs solver=mllib; the cg solver has no non-negativity constraint"
+    return None
+
 
 register(RecipeSpec(
     name="user-personalization",
@@ -250,6 +265,13 @@ register(RecipeSpec(
         "numItemBlocks": Param(0, minimum=0),
         "checkpointInterval": Param(10, minimum=-1),
         "nonnegative": Param(False),
+        "solver": Param("mllib", choices=("mllib", "cg"),
+                        help="mllib: MLlib's block solver; cg: batchrec's conjugate-gradient solver"),
+        "regularization": Param("scaled", choices=("scaled", "constant"),
+                                help="cg only: scaled = regParam x each row's interactions (MLlib's)"),
+        "cgSteps": Param(3, minimum=1, help="cg only: conjugate-gradient steps per row and half-iteration"),
+        "cgMaxBroadcastMb": Param(1024.0, minimum=0.0,
+                                  help="cg only: a factor side larger than this trains with mllib"),
     },
     search_space={
         "rank": (16, 32, 64, 128),
@@ -260,6 +282,7 @@ register(RecipeSpec(
     artifacts=FACTOR_SCHEMAS,
     answers=frozenset({ITEMS_FOR_USER, SCORED, USERS_FOR_ITEM}),
     scorer="batchrec.scoring.factors",
+    rules=(_als_solver_rules,),
 ))
 
 register(RecipeSpec(

@@ -1,9 +1,12 @@
-"""user-personalization: Spark MLlib ALS on implicit feedback (Hu, Koren & Volinsky 2008).
+"""user-personalization: ALS on implicit feedback (Hu, Koren & Volinsky 2008).
 
 The prepared confidences are the implicit "ratings"; parameters keep MLlib's names (``rank``,
 ``regParam``, ``alpha``, ``maxIter``, ``seed``, ``numUserBlocks``, ``numItemBlocks``,
-``checkpointInterval``, ``nonnegative``). Our defaults differ from MLlib's in two ways that matter
-for speed (see docs/benchmarks.md):
+``checkpointInterval``, ``nonnegative``). ``solver`` picks the trainer: ``mllib`` (default) is
+Spark MLlib's ALS, ``cg`` is batchrec's conjugate-gradient solver (:mod:`batchrec.recipes.als_cg`,
+which documents ``regularization``, ``cgSteps`` and ``cgMaxBroadcastMb`` and falls back to MLlib
+when a factor side is too large to broadcast). Our MLlib defaults differ from MLlib's in two ways
+that matter for speed (see docs/benchmarks.md):
 
 * ``numUserBlocks``/``numItemBlocks`` = 0 size the blocks to the cluster (default parallelism)
   instead of MLlib's fixed 10: every block is a task in every half-iteration, and blocks beyond
@@ -31,6 +34,9 @@ from batchrec.columns import CONFIDENCE, ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
+MLLIB = "mllib"
+CG = "cg"
+SOLVERS = (MLLIB, CG)
 def block_counts(spark, params: dict) -> tuple[int, int]:
     """The user and item block counts: the configured ones, or default parallelism for 0."""
     cores = max(1, spark.sparkContext.defaultParallelism)
@@ -73,14 +79,36 @@ def factor_artifacts(model) -> dict[str, DataFrame]:
 
 
 def train(spark, data, params: dict) -> tuple[dict, dict]:
-    """Fit ALS on the prepared confidences; artifacts ``user_factors`` and ``item_factors``."""
+    """Fit ALS on the prepared confidences; artifacts ``user_factors`` and ``item_factors``.
+
+    Stats: the block counts used and ``solver_used`` (``cg`` falls back to ``mllib`` when a
+    factor side exceeds ``cgMaxBroadcastMb``; ``solver_fallback`` then says why). The cg solver
+    adds ``cg_loss`` (the objective after each iteration) and ``cg_seconds`` (each iteration's time).
+    """
+    rated = ratings(data.prepared, data.user_map, data.item_map)
+    user_blocks, item_blocks = block_counts(spark, params)
+    stats = {"numUserBlocks_used": user_blocks, "numItemBlocks_used": item_blocks, "solver_used": MLLIB}
+    if params["solver"] == CG:
+        from batchrec.recipes import als_cg
+
+        problem = als_cg.plan(rated, params)
+        reason = als_cg.check_fallback(problem, params)
+        if reason is None:
+            result = als_cg.fit(spark, rated, params, (user_blocks, item_blocks), problem)
+            stats.update(solver_used=CG, cg_loss=[round(v, 6) for v in result.loss],
+                         cg_seconds=[round(v, 3) for v in result.seconds])
+            return {
+                "user_factors": als_cg.factor_frame(spark, result.user_factors, result.user_present, USER_IDX),
+                "item_factors": als_cg.factor_frame(spark, result.item_factors, result.item_present, ITEM_IDX),
+            }, stats
+        log.warning("%s; training with MLlib's block solver instead", reason)
+        stats["solver_fallback"] = reason
     from batchrec.spark import scoped_checkpoint_dir
 
     with scoped_checkpoint_dir(spark, _checkpoint_dir(spark, params, data.checkpoint_dir)):
         # ALS materializes its factors inside fit, so the checkpoints are all written by now.
-        model = fit(spark, ratings(data.prepared, data.user_map, data.item_map), params)
-    user_blocks, item_blocks = block_counts(spark, params)
-    return factor_artifacts(model), {"numUserBlocks_used": user_blocks, "numItemBlocks_used": item_blocks}
+        model = fit(spark, rated, params)
+    return factor_artifacts(model), stats
 
 
 def _checkpoint_dir(spark, params: dict, checkpoint_dir):

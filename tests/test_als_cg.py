@@ -1,0 +1,270 @@
+"""The cg solver of user-personalization against dense numpy implicit ALS, and its wiring."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from batchrec.columns import CONFIDENCE, ITEM_IDX, USER_IDX
+from batchrec.config import PrepareSettings, Settings
+from batchrec.errors import UsageError
+from batchrec import catalogue
+from batchrec.recipes import als, als_cg, resolve_params, train_recipe
+from batchrec.recipes.als_cg_kernel import CsrChunk, chunk_bounds, initial_factors, solve_chunk
+
+EVENTS = "USER_ID string, ITEM_ID string, EVENT_TYPE string, EVENT_VALUE double, TIMESTAMP long"
+N_USERS, N_ITEMS = 30, 24
+
+
+# ---------------------------------------------------------------- dense numpy reference
+
+def random_ratings(seed=3, density=0.25, negative=False):
+    """A dense (users x items) rating matrix, every row and column rated at least once."""
+    rng = np.random.default_rng(seed)
+    R = np.where(rng.random((N_USERS, N_ITEMS)) < density, rng.integers(1, 4, (N_USERS, N_ITEMS)), 0)
+    R = R.astype(np.float64)
+    R[np.arange(N_USERS), np.arange(N_USERS) % N_ITEMS] = 2.0
+    R[np.arange(N_ITEMS) % N_USERS, np.arange(N_ITEMS)] = 1.0
+    if negative:  # MLlib's convention: |r| sets the confidence, r <= 0 means preference 0
+        R[0, 5], R[3, 7] = -2.0, -1.0
+    return R
+
+
+def dense_solve(R, Y, alpha, reg, scaled=True):
+    """Exact implicit-ALS rows: (YᵀC_uY + λ_u I) x_u = YᵀC_u p_u, in float64."""
+    Y = Y.astype(np.float64)
+    out = np.zeros((R.shape[0], Y.shape[1]))
+    for u, r in enumerate(R):
+        c, p = 1.0 + alpha * np.abs(r), (r > 0).astype(float)
+        lam = reg * (r > 0).sum() if scaled else reg
+        out[u] = np.linalg.solve(Y.T @ (c[:, None] * Y) + lam * np.eye(Y.shape[1]), Y.T @ (c * p))
+    return out
+
+
+def dense_loss(R, X, Y, alpha, reg, scaled=True):
+    """Σ_ui c_ui (p_ui − x_uᵀy_i)² + Σ_u λ_u‖x_u‖² + Σ_i λ_i‖y_i‖² over every pair."""
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    C, P = 1.0 + alpha * np.abs(R), (R > 0).astype(float)
+    lam_u = reg * (R > 0).sum(1) if scaled else np.full(R.shape[0], reg)
+    lam_i = reg * (R > 0).sum(0) if scaled else np.full(R.shape[1], reg)
+    return float((C * (P - X @ Y.T) ** 2).sum() + (lam_u * (X ** 2).sum(1)).sum()
+                 + (lam_i * (Y ** 2).sum(1)).sum())
+
+
+def chunk_of(R):
+    rows, cols = np.nonzero(R)
+    indptr = np.zeros(R.shape[0] + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=R.shape[0]), out=indptr[1:])
+    return CsrChunk(np.arange(R.shape[0], dtype=np.int32), indptr, cols.astype(np.int32),
+                    R[rows, cols].astype(np.float32))
+
+
+# ---------------------------------------------------------------- kernel
+
+@pytest.mark.parametrize("regularization", ["scaled", "constant"])
+def test_enough_cg_steps_reach_the_dense_solution(regularization):
+    R = random_ratings(negative=True)
+    rank, alpha, reg = 5, 2.0, 0.1
+    Y = np.random.default_rng(0).standard_normal((N_ITEMS, rank)).astype(np.float32)
+    expected = dense_solve(R, Y, alpha, reg, scaled=regularization == "scaled")
+    gram = Y.T.astype(np.float64) @ Y
+    start = np.zeros((N_USERS, rank), np.float32)
+    errors = []
+    for steps in (1, 2, 3 * rank):
+        got = solve_chunk(chunk_of(R), start, Y, gram, alpha=alpha, reg_param=reg,
+                          regularization=regularization, steps=steps).factors
+        errors.append(np.abs(got - expected).max())
+    assert errors[-1] < 1e-4 * np.abs(expected).max()
+    assert errors[0] > errors[1] > errors[2]  # each step gets closer; one step is far off
+
+
+def test_chunk_loss_is_its_rows_part_of_the_objective():
+    R = random_ratings()
+    rank, alpha, reg = 4, 1.5, 0.05
+    Y = np.random.default_rng(1).standard_normal((N_ITEMS, rank)).astype(np.float32)
+    result = solve_chunk(chunk_of(R), np.zeros((N_USERS, rank), np.float32), Y,
+                         Y.T.astype(np.float64) @ Y, alpha=alpha, reg_param=reg,
+                         regularization="scaled", steps=2)
+    X = result.factors
+    lam_i = reg * (R > 0).sum(0)
+    item_penalty = float((lam_i * (Y.astype(np.float64) ** 2).sum(1)).sum())
+    assert result.loss + item_penalty == pytest.approx(dense_loss(R, X, Y, alpha, reg), rel=1e-5)
+    assert result.penalty == pytest.approx(float((reg * (R > 0).sum(1) * (X.astype(float) ** 2).sum(1)).sum()),
+                                           rel=1e-5)
+    assert np.allclose(result.gram, X.T.astype(float) @ X, rtol=1e-6)
+
+
+def test_warm_start_at_the_solution_stays_there():
+    R = random_ratings()
+    Y = np.random.default_rng(2).standard_normal((N_ITEMS, 3)).astype(np.float32)
+    exact = dense_solve(R, Y, 1.0, 0.1).astype(np.float32)
+    got = solve_chunk(chunk_of(R), exact, Y, Y.T.astype(np.float64) @ Y, alpha=1.0, reg_param=0.1,
+                      regularization="scaled", steps=3).factors
+    assert np.abs(got - exact).max() < 1e-4 * np.abs(exact).max()
+
+
+def test_chunk_bounds_keep_rows_whole_within_the_budget():
+    indptr = np.array([0, 3, 4, 20, 21, 22, 30], np.int64)
+    rank = 2  # 8 bytes per gathered rating: a 40-byte budget is 5 ratings
+    bounds = chunk_bounds(indptr, rank, chunk_bytes=40)
+    assert bounds == [(0, 2), (2, 3), (3, 5), (5, 6)]  # the 16-rating row is a chunk of its own
+    assert chunk_bounds(indptr, rank) == [(0, 6)]
+
+
+def test_initial_factors_are_unit_rows_fixed_by_the_seed():
+    a, b, c = initial_factors(50, 8, 7), initial_factors(50, 8, 7), initial_factors(50, 8, 8)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- Spark solver
+
+PARAMS = {"rank": 4, "regParam": 0.1, "alpha": 2.0, "maxIter": 1, "seed": 11,
+          "regularization": "scaled", "cgSteps": 3, "cgMaxBroadcastMb": 1024.0}
+
+
+def rated_frame(spark, R):
+    users, items = np.nonzero(R)
+    rows = [(int(u), int(i), float(R[u, i])) for u, i in zip(users, items)]
+    return spark.createDataFrame(rows, f"{USER_IDX} int, {ITEM_IDX} int, {CONFIDENCE} float")
+
+
+def test_fit_with_exact_steps_equals_dense_als(spark):
+    R = random_ratings(negative=True)
+    params = {**PARAMS, "maxIter": 2, "cgSteps": 12}
+    fitted = als_cg.fit(spark, rated_frame(spark, R), params, blocks=(3, 2))
+    # MLlib's order: unit-norm random users, then items solved first, then users, each iteration
+    U = initial_factors(N_USERS, 4, params["seed"])
+    for _ in range(params["maxIter"]):
+        V = dense_solve(R.T, U, params["alpha"], params["regParam"])
+        U = dense_solve(R, V, params["alpha"], params["regParam"])
+    assert np.abs(fitted.item_factors - V).max() < 1e-3 * np.abs(V).max()
+    assert np.abs(fitted.user_factors - U).max() < 1e-3 * np.abs(U).max()
+    assert fitted.user_present.all() and fitted.item_present.all()
+    assert fitted.loss[-1] == pytest.approx(dense_loss(R, U, V, params["alpha"], params["regParam"]), rel=1e-4)
+
+
+def test_loss_decreases_over_iterations_and_is_reported_right(spark):
+    R = random_ratings(seed=5)
+    params = {**PARAMS, "maxIter": 6, "cgSteps": 2, "regParam": 0.05}
+    fitted = als_cg.fit(spark, rated_frame(spark, R), params, blocks=(2, 2))
+    losses = fitted.loss
+    assert len(losses) == 6 and len(fitted.seconds) == 6
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+    expected = dense_loss(R, fitted.user_factors, fitted.item_factors, params["alpha"], params["regParam"])
+    assert losses[-1] == pytest.approx(expected, rel=1e-4)
+
+
+def test_same_seed_and_partitioning_give_the_same_factors(spark):
+    rated = rated_frame(spark, random_ratings(seed=9))
+    params = {**PARAMS, "maxIter": 2}
+    first = als_cg.fit(spark, rated, params, blocks=(3, 3))
+    again = als_cg.fit(spark, rated, params, blocks=(3, 3))
+    other = als_cg.fit(spark, rated, {**params, "seed": 12}, blocks=(3, 3))
+    assert np.array_equal(first.user_factors, again.user_factors)
+    assert np.array_equal(first.item_factors, again.item_factors)
+    assert not np.allclose(first.user_factors, other.user_factors)
+
+
+def test_constant_regularization_matches_the_dense_solve(spark):
+    R = random_ratings(seed=4)
+    params = {**PARAMS, "regularization": "constant", "regParam": 0.5, "cgSteps": 12}
+    fitted = als_cg.fit(spark, rated_frame(spark, R), params, blocks=(2, 2))
+    U = initial_factors(N_USERS, 4, params["seed"])
+    V = dense_solve(R.T, U, params["alpha"], 0.5, scaled=False)
+    U = dense_solve(R, V, params["alpha"], 0.5, scaled=False)
+    assert np.abs(fitted.user_factors - U).max() < 1e-3 * np.abs(U).max()
+
+
+def test_rows_without_ratings_are_not_exported(spark):
+    R = random_ratings()
+    rated = rated_frame(spark, R).where(f"{USER_IDX} != 4")  # user 4 has no rating left
+    fitted = als_cg.fit(spark, rated, PARAMS, blocks=(2, 2))
+    assert not fitted.user_present[4] and fitted.user_present.sum() == N_USERS - 1
+    frame = als_cg.factor_frame(spark, fitted.user_factors, fitted.user_present, USER_IDX)
+    assert frame.schema.simpleString() == "struct<user_idx:int,features:array<float>>"
+    rows = frame.orderBy(USER_IDX).collect()
+    assert [r[USER_IDX] for r in rows] == [u for u in range(N_USERS) if u != 4]
+    assert np.allclose(np.array([r["features"] for r in rows]), fitted.user_factors[fitted.user_present])
+
+
+# ---------------------------------------------------------------- recipe wiring
+
+def events_of(spark, R):
+    users, items = np.nonzero(R)
+    rows = [(f"u{u:02d}", f"i{i:02d}", "click", None, int(u * 100 + i)) for u, i in zip(users, items)]
+    return spark.createDataFrame(rows, EVENTS)
+
+
+def settings():
+    return Settings(prepare=PrepareSettings(max_user_history_length_percentile=1.0))
+
+
+def train(spark, recipe, events, settings, params=None):
+    """train_recipe with the settings' [prepare] section and the recipe's resolved parameters."""
+    return train_recipe(spark, recipe, events, settings.prepare, resolve_params(recipe, settings, params))
+
+
+def test_train_recipe_with_cg_exports_the_factor_artifacts(spark):
+    R = (random_ratings(seed=6) > 0).astype(float)
+    params = {"solver": "cg", "rank": 4, "maxIter": 4, "alpha": 2.0, "seed": 3}
+    model = train(spark, "user-personalization", events_of(spark, R), settings(), params=params)
+    arts = model.artifacts
+    assert arts["user_factors"].schema.simpleString() == "struct<user_idx:int,features:array<float>>"
+    assert arts["item_factors"].schema.simpleString() == "struct<item_idx:int,features:array<float>>"
+    assert arts["user_factors"].count() == N_USERS and arts["item_factors"].count() == N_ITEMS
+    assert model.stats["solver_used"] == "cg" and len(model.stats["cg_loss"]) == 4
+    assert "solver_fallback" not in model.stats
+    model.release()
+
+
+def test_too_large_a_broadcast_falls_back_to_mllib_and_says_why(spark, caplog):
+    R = (random_ratings(seed=6) > 0).astype(float)
+    # 30 users x rank 4 x 4 bytes = 480 bytes, above a 0.0001 MB (105 bytes) limit
+    params = {"solver": "cg", "rank": 4, "maxIter": 2, "cgMaxBroadcastMb": 0.0001, "checkpointInterval": -1}
+    with caplog.at_level(logging.WARNING, logger="batchrec.recipes.als"):
+        model = train(spark, "user-personalization", events_of(spark, R), settings(), params=params)
+    assert model.stats["solver_used"] == "mllib"
+    assert "users: 30 rows x rank 4" in model.stats["solver_fallback"]
+    assert "cgMaxBroadcastMb=0.0001" in model.stats["solver_fallback"]
+    assert any("training with MLlib's block solver instead" in r.getMessage() for r in caplog.records)
+    assert model.artifacts["user_factors"].count() == N_USERS
+    model.release()
+
+
+def test_constant_regularization_cannot_fall_back(spark):
+    R = (random_ratings(seed=6) > 0).astype(float)
+    params = {"solver": "cg", "rank": 4, "regularization": "constant", "cgMaxBroadcastMb": 0.0001}
+    with pytest.raises(UsageError, match="no regularization=constant; raise cgMaxBroadcastMb"):
+        train(spark, "user-personalization", events_of(spark, R), settings(), params=params)
+
+
+def test_plan_sizes_the_larger_side():
+    problem = als_cg.Plan(n_users=10_000_000, n_items=20_000, ratings=1, rank=64, limit_mb=2048)
+    assert problem.largest_side_mb == pytest.approx(2441.4, abs=0.1) and not problem.fits
+    assert "users: 10,000,000 rows x rank 64 = 2,441 MB" in problem.reason
+    assert als_cg.Plan(100, 20_000, 1, 64, 5).fits
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"solver": "spark"}, r"solver='spark' .*expected one of mllib, cg"),
+    ({"solver": "CG"}, r"solver='CG' .*expected one of mllib, cg"),
+    ({"solver": 1}, r"solver=1 .*has type int; expected one of mllib, cg"),
+    ({"solver": "cg", "regularization": "l2"}, r"regularization='l2' .*expected one of scaled, constant"),
+    ({"regularization": "constant"}, r"regularization='constant' needs solver=cg"),
+    ({"solver": "cg", "nonnegative": True}, r"nonnegative=true needs solver=mllib"),
+    ({"solver": "cg", "cgSteps": 0}, r"cgSteps=0 .*expected int >= 1"),
+    ({"solver": "cg", "cgMaxBroadcastMb": -1}, r"cgMaxBroadcastMb=-1.0 .*expected float >= 0.0"),
+    ({"cgSteps": 2.5}, r"cgSteps=2.5 .*expected int"),
+])
+def test_bad_solver_parameters_are_rejected_with_the_valid_values(params, message):
+    with pytest.raises(UsageError, match=message):
+        resolve_params("user-personalization", Settings(), params)
+
+
+def test_defaults_keep_the_mllib_solver():
+    params = resolve_params("user-personalization", Settings(), {})
+    assert params["solver"] == als.MLLIB and params["regularization"] == "scaled"
+    assert set(catalogue.get("user-personalization").params) == set(params)
