@@ -75,7 +75,7 @@ def toy_recipe():
         name=TOY, module=__name__, settings_section="toy", summary="items by ID, last first",
         params={"size": catalogue.Param(3, minimum=1)},
         artifacts={TOY_LIST: catalogue.RANKED_LIST_SCHEMA},
-        answers=frozenset({catalogue.ITEMS_FOR_USER}),
+        answers=frozenset({catalogue.ITEMS_FOR_USER, catalogue.RANKS_ITEMS}),
         scorer="batchrec.scoring.lists", scorer_options={"lists": ((TOY_LIST, "model"),)}))
     yield spec
     catalogue.unregister(TOY)

@@ -9,8 +9,8 @@ recipe is one training module plus one entry in :data:`RECIPES`:
 * ``search_space``: the values ``--hpo`` tries;
 * ``artifacts``: the recipe's own artifacts and their schemas (every version also stores the
   :data:`COMMON_ARTIFACTS`), which the registry checks on save;
-* ``answers``: what the recipe's model can answer (:data:`ITEMS_FOR_USER`, :data:`SCORED`,
-  :data:`ITEMS_FOR_ITEM`, :data:`USERS_FOR_ITEM`) and ``scorer``, the scoring module that answers
+* ``answers``: what the recipe's model can answer (:data:`ITEMS_FOR_USER`, :data:`RANKS_ITEMS`,
+  :data:`SCORED`, :data:`ITEMS_FOR_ITEM`, :data:`USERS_FOR_ITEM`) and ``scorer``, the scoring module that answers
   it. Batch jobs dispatch on these, never on a recipe's name.
 
 Nothing here imports pyspark: the CLI reads the catalogue for ``--help`` and to check ``--param``
@@ -27,11 +27,12 @@ from typing import Any, Mapping, Optional
 from batchrec.errors import UsageError
 
 # What a model can answer.
-ITEMS_FOR_USER = "items_for_user"  # recommend: top-N items for a user; rank: order a user's item list
+ITEMS_FOR_USER = "items_for_user"  # recommend: top-N items for a user
+RANKS_ITEMS = "ranks_items"  # rank: order a user's item list
 SCORED = "scored"  # the answers carry model scores (Personalize prints "scores" only for these)
 ITEMS_FOR_ITEM = "items_for_item"  # related items
 USERS_FOR_ITEM = "users_for_item"  # segments: users for an item or a set of items
-CAPABILITIES = (ITEMS_FOR_USER, SCORED, ITEMS_FOR_ITEM, USERS_FOR_ITEM)
+CAPABILITIES = (ITEMS_FOR_USER, RANKS_ITEMS, SCORED, ITEMS_FOR_ITEM, USERS_FOR_ITEM)
 
 # Artifacts every version stores (built by ``batchrec.recipes.train_recipe`` for every recipe).
 USER_MAP = "user_map"
@@ -280,7 +281,7 @@ register(RecipeSpec(
         "maxIter": (5, 10, 15),
     },
     artifacts=FACTOR_SCHEMAS,
-    answers=frozenset({ITEMS_FOR_USER, SCORED, USERS_FOR_ITEM}),
+    answers=frozenset({ITEMS_FOR_USER, RANKS_ITEMS, SCORED, USERS_FOR_ITEM}),
     scorer="batchrec.scoring.factors",
     rules=(_als_solver_rules,),
 ))
@@ -291,7 +292,7 @@ register(RecipeSpec(
     settings_section="popularity",
     summary="items by distinct users, the same list for everyone",
     params={"event_type": Param("", help='"" = all event types')},
-    answers=frozenset({ITEMS_FOR_USER}),
+    answers=frozenset({ITEMS_FOR_USER, RANKS_ITEMS}),
     scorer="batchrec.scoring.lists",
     scorer_options={"lists": ((POPULAR_ITEMS, "popular"),)},
 ))
@@ -304,7 +305,7 @@ register(RecipeSpec(
     params={"window_days": Param(7.0, above=0.0, help="width of each window in days")},
     search_space={"window_days": (1.0, 3.0, 7.0, 14.0, 30.0)},
     artifacts={TRENDING_ITEMS: RANKED_LIST_SCHEMA},
-    answers=frozenset({ITEMS_FOR_USER}),
+    answers=frozenset({ITEMS_FOR_USER, RANKS_ITEMS}),
     scorer="batchrec.scoring.lists",
     scorer_options={"lists": ((TRENDING_ITEMS, "trending"), (POPULAR_ITEMS, "popular"))},
 ))

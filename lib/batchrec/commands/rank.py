@@ -34,7 +34,7 @@ def _score(context: JobContext):
 
 JOB = BatchJob(
     command="rank",
-    capability=catalogue.ITEMS_FOR_USER,
+    capability=catalogue.RANKS_ITEMS,
     what="rank items for a user",
     request_kind=inputs.KIND_RANKING,
     request_key=inputs.POSITION,

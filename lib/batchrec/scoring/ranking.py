@@ -39,7 +39,7 @@ def rank_lists(recipe: str, artifacts, requests: DataFrame,
     Raises:
         UsageError: the recipe cannot rank items for a user.
     """
-    spec = catalogue.require(recipe, catalogue.ITEMS_FOR_USER, "rank items for a user")
+    spec = catalogue.require(recipe, catalogue.RANKS_ITEMS, "rank items for a user")
     model = Model(spec, artifacts)
     return spec.scoring_module().rank_items(
         model, requests.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST), users_per_batch)
