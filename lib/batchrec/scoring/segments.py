@@ -263,6 +263,12 @@ def affinity_segments(
 ) -> DataFrame:
     """Top users per segment of items; the kernel behind both recipes.
 
+    Spark jobs run when called: the segments' vectors are collected, the users counted (for a
+    ``fraction``), and in the threshold plan the three histogram passes run; the returned frame
+    then scans the users once per chunk of segments. The users (factors joined with their IDs and
+    masks) are read on every scan, so pass persisted artifacts when more than one scan is planned
+    (:func:`plan_scans`).
+
     Args:
         artifacts: as :func:`item_affinity`.
         segment_items: ``[segment_id, ITEM_ID]``, the items of each segment (bounded by the number
