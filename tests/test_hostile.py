@@ -350,7 +350,7 @@ def test_s3a_without_hadoop_aws_names_the_package(spark, capsys):
     ("[spark]\nshuffle_partitions = -3\n", "'spark.shuffle_partitions' = -3; expected a number >= 1"),
     ('[spark]\ndriver_memory = "lots"\n', "'spark.driver_memory' = 'lots'; expected a JVM memory size"),
     ('[spark]\nmaster = "local[0]"\n', "'spark.master' = 'local[0]'"),
-    ("[als]\nalpha = nan\n", "'als.alpha' = nan; expected a number >= 0"),
+    ("[als]\nalpha = nan\n", "parameter als.alpha=nan; expected a finite float >= 0.0"),
     ("[recommend]\nnum_results = 0\n", "'recommend.num_results' = 0; expected a number >= 1 and <= 500"),
     ('[evaluate]\nhpo_metric = "ndcg"\n', "'evaluate.hpo_metric' = 'ndcg'; expected <metric>@<K>"),
 ])

@@ -216,7 +216,7 @@ def test_cli_failures_name_what_is_wrong(spark, tmp_path, capsys):
     out = str(tmp_path / "recs")
     missing = str(tmp_path / "nowhere")
     assert cli.main(["recommend", "--solution", missing, "--output", out]) == 1
-    assert f"no solution at {missing}" in capsys.readouterr().err
+    assert f"no solution at file:{missing}" in capsys.readouterr().err
     assert cli.main(["recommend", "--solution", solution, "--version", "v0", "--output", out]) == 1
     err = capsys.readouterr().err
     assert "solution version 'v0' not found" in err and version.version in err

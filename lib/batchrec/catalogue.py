@@ -20,6 +20,7 @@ before Spark starts.
 from __future__ import annotations
 
 import importlib
+import math
 import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -105,6 +106,8 @@ class Param:
             raise UsageError(f"parameter {name}={value!r}{context} has type {type(value).__name__}; "
                              f"expected {self.expected()}")
         value = float(value) if kind is float else value
+        if kind is float and not math.isfinite(value):
+            raise UsageError(f"parameter {name}={value!r}{context}; expected a finite {self.expected()}")
         if (self.choices and value not in self.choices
                 or self.minimum is not None and value < self.minimum
                 or self.above is not None and not value > self.above
