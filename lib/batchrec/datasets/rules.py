@@ -179,7 +179,8 @@ def flag_rows(raw: "DataFrame", kind: str, schema: Optional[DatasetSchema],
     checks.sort(key=lambda c: (c[0], c[1]))
     ts_pos = next((i for i, n in enumerate(names) if n in TIMESTAMP_COLUMNS), None)
     ts = F.col(_TYPED + str(ts_pos)) if ts_pos is not None else F.lit(None).cast("long")
-    after = ts > F.lit(window_end) if window_end is not None else F.lit(False)
+    # A row without a (valid) timestamp is inside any window.
+    after = F.coalesce(ts > F.lit(window_end), F.lit(False)) if window_end is not None else F.lit(False)
     # Each check is computed once into its own column; the reasons array is only assembled for
     # the rows that break one (a higher-order filter is interpreted, row by row).
     staged = raw.select("*", *typed_cols, *[c[4].alias(_CHECK + str(i)) for i, c in enumerate(checks)])

@@ -41,12 +41,16 @@ def summarize(outcome: "DataFrame", kind: str, path: str, limits: ValidationSett
 
     ts_name = timestamp_column(outcome)
     ts = F.col(ts_name) if ts_name else F.lit(None).cast("long")
+    # Fixed-width sums only, so Spark aggregates with a hash map instead of sorting every row.
     rows = (outcome.groupBy(columns.SOURCE_FILE, REASON_COLUMN, FIELD_COLUMN, AFTER_RUN_DATE_COLUMN)
             .agg(F.count(F.lit(1)).alias("n"),
                  F.sum((ts >= MILLISECONDS_THRESHOLD).cast("long")).alias("ms"),
-                 F.sum(((ts >= 0) & (ts < MILLISECONDS_THRESHOLD)).cast("long")).alias("sec"),
-                 F.min(RECORD_COLUMN).alias("example"))
-            .collect())  # bounded: files x reasons
+                 F.sum(((ts >= 0) & (ts < MILLISECONDS_THRESHOLD)).cast("long")).alias("sec"))
+            .collect())  # bounded: files x reasons x 2
+    examples = {(r[REASON_COLUMN], r[FIELD_COLUMN]): r["example"] for r in
+                outcome.filter(F.col(REASON_COLUMN).isNotNull())
+                .groupBy(REASON_COLUMN, FIELD_COLUMN).agg(F.min(RECORD_COLUMN).alias("example"))
+                .collect()} if any(r[REASON_COLUMN] is not None for r in rows) else {}
     by_reason: dict[tuple[str, str], dict] = {}
     per_file: dict[str, list[int]] = {}
     read = rejected = after = 0
@@ -59,9 +63,8 @@ def summarize(outcome: "DataFrame", kind: str, path: str, limits: ValidationSett
             after += r["n"] if r[AFTER_RUN_DATE_COLUMN] else 0
             continue
         rejected += r["n"]
-        entry = by_reason.setdefault((r[REASON_COLUMN], r[FIELD_COLUMN]), {"rows": 0, "example": r["example"]})
-        entry["rows"] += r["n"]
-        entry["example"] = min(entry["example"], r["example"]) if r["example"] else entry["example"]
+        key = (r[REASON_COLUMN], r[FIELD_COLUMN])
+        by_reason.setdefault(key, {"rows": 0, "example": examples.get(key)})["rows"] += r["n"]
     notes = []
     for source, (ms, sec) in sorted(per_file.items()):
         if ms and sec:
