@@ -6,8 +6,9 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from batchrec import columns
-from batchrec.datasets.rules import (FIELD_COLUMN, REASON_COLUMN, REASON_LIST_COLUMN, RECORD_COLUMN,
-                                     RECORD_FIELD_LIMIT, TRUNCATED_MARK, record_json)
+from batchrec.datasets.rules import (FIELD_FIELD, REASON_FIELD, REASONS_FIELD, RECORD_FIELD,
+                                     RECORD_FIELD_LIMIT, REJECT_COLUMN, TRUNCATED_MARK, record_json,
+                                     rejected)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame
@@ -28,11 +29,12 @@ def reject_rows(outcome: "DataFrame", kind: str, run_date: dt.date) -> "DataFram
     """Rejected rows of :func:`batchrec.datasets.rules.outcome_rows` in the rejects table's layout."""
     from pyspark.sql import functions as F
 
-    return outcome.filter(F.col(REASON_COLUMN).isNotNull()).select(
+    reject = F.col(REJECT_COLUMN)
+    return outcome.filter(rejected(outcome)).select(
         F.lit(run_date).cast("date").alias(REJECT_RUN_DATE), F.lit(kind).alias(REJECT_DATASET),
-        F.col(REASON_COLUMN).alias(REJECT_REASON), F.col(FIELD_COLUMN).alias(REJECT_FIELD),
-        F.col(REASON_LIST_COLUMN).alias(REJECT_REASONS),
-        F.col(columns.SOURCE_FILE).alias(REJECT_SOURCE_FILE), F.col(RECORD_COLUMN).alias(REJECT_RECORD))
+        reject[REASON_FIELD].alias(REJECT_REASON), reject[FIELD_FIELD].alias(REJECT_FIELD),
+        reject[REASONS_FIELD].alias(REJECT_REASONS),
+        F.col(columns.SOURCE_FILE).alias(REJECT_SOURCE_FILE), reject[RECORD_FIELD].alias(REJECT_RECORD))
 
 
 def write_rejects(rejects: "DataFrame", path: str, run_date: dt.date) -> None:

@@ -62,9 +62,12 @@ MILLIS_COLUMN, SECONDS_COLUMN = "__ms", "__sec"  # 1 when a timestamp looks like
 AFTER_RUN_DATE_COLUMN = "__after_run_date"
 _TYPED = "__typed_"
 _CHECK = "__check_"
-# Columns of the outcome frame (besides the typed values, SOURCE_FILE, REASON, FIELD, AFTER_RUN_DATE).
-REASON_LIST_COLUMN = "__reason_list"  # every rule a rejected row breaks (null for other rows)
-RECORD_COLUMN = "__record"  # a rejected row as JSON (null for other rows)
+_RANK = "__copy"  # 1 for the first copy of a row, 2... for its exact duplicates
+# The outcome frame's column for rejected rows (null for the others): a struct of the reason, its
+# field, every rule broken (REASONS_FIELD) and the row as read, as JSON (RECORD_FIELD). One column,
+# as valid rows cost the cache 4 bytes for each null column.
+REJECT_COLUMN = "__reject"
+REASON_FIELD, FIELD_FIELD, REASONS_FIELD, RECORD_FIELD = "reason", "field", "reasons", "record"
 
 TRUNCATED_MARK = "...[truncated]"
 # Longest string kept per field in a rejected record's JSON.
@@ -98,11 +101,12 @@ def _field_rules(name: str, dtype: str, fld: Field, kind: str, limits: Validatio
         if name in ID_COLUMNS[kind]:
             rules += [(MISSING_ID, blank), (ID_TOO_LONG, F.length(text) > limits.max_id_length)]
         elif fld.categorical or not fld.textual:
-            # Personalize's limit applies to each value of a multi-valued ("a|b") field. No value
-            # can be longer than the whole text: only long texts are split (And short-circuits).
-            too_long = (F.length(text) > limits.max_string_length) & F.exists(
-                F.split(text, r"\|"), lambda v: F.length(v) > limits.max_string_length)
-            rules.append((STRING_TOO_LONG, too_long))
+            # Personalize's limit applies to each value of a multi-valued ("a|b") field: a run of
+            # more than the limit without "|". A regular expression, not split() + exists(): a
+            # higher-order function turns off Spark's code generation for the whole projection.
+            # No value can be longer than the whole text, so short texts skip it (And short-circuits).
+            limit = limits.max_string_length
+            rules.append((STRING_TOO_LONG, (F.length(text) > limit) & text.rlike(f"[^|]{{{limit + 1},}}")))
         return typed, rules
     if fld.type in (LONG, INT) and name in TIMESTAMP_COLUMNS:
         typed = raw.cast("timestamp").cast("long") if dtype in ("timestamp", "date", "timestamp_ntz") \
@@ -175,24 +179,29 @@ def flag_rows(raw: "DataFrame", kind: str, schema: Optional[DatasetSchema],
     # text; it is a function of the columns, so the groups (exact duplicates) are the same.
     duplicate_rank = F.row_number().over(
         Window.partitionBy(F.xxhash64(*values), *values).orderBy(columns.SOURCE_FILE))
-    checks.append((REASON_ORDER.index(DUPLICATE), len(names), DUPLICATE, "", duplicate_rank > 1))
+    checks.append((REASON_ORDER.index(DUPLICATE), len(names), DUPLICATE, "", F.col(_RANK) > 1))
     checks.sort(key=lambda c: (c[0], c[1]))
     ts_pos = next((i for i, n in enumerate(names) if n in TIMESTAMP_COLUMNS), None)
     ts = F.col(_TYPED + str(ts_pos)) if ts_pos is not None else F.lit(None).cast("long")
     # A row without a (valid) timestamp is inside any window.
     after = F.coalesce(ts > F.lit(window_end), F.lit(False)) if window_end is not None else F.lit(False)
     # Each check is computed once into its own column; the reasons array is only assembled for
-    # the rows that break one (a higher-order filter is interpreted, row by row).
-    staged = raw.select("*", *typed_cols, *[c[4].alias(_CHECK + str(i)) for i, c in enumerate(checks)])
+    # the rows that break one. No higher-order function (filter, exists): one turns off Spark's
+    # code generation for the whole projection.
+    # The window comes first on its own, so that only the columns as read are shuffled; typing
+    # and checks run after it (in one select Spark would compute them before the shuffle).
+    ranked = raw.withColumn(_RANK, duplicate_rank)
+    staged = ranked.select("*", *typed_cols, *[c[4].alias(_CHECK + str(i)) for i, c in enumerate(checks)])
     flags = [F.col(_CHECK + str(i)) for i in range(len(checks))]
     broken = functools.reduce(operator.or_, flags)  # null when no check is true: like false
-    hits = F.array(*[F.when(flag, F.struct(F.lit(r).alias("reason"), F.lit(n).alias("field")))
-                     for flag, (_, _, r, n, _) in zip(flags, checks)])
     hit_type = T.ArrayType(T.StructType([T.StructField("reason", T.StringType(), False),
                                          T.StructField("field", T.StringType(), False)]), False)
-    reasons = F.when(broken, F.filter(hits, lambda h: h.isNotNull())).otherwise(F.array().cast(hit_type))
-    return (staged.select(*[quote_name(c) for c in raw.columns], *[_TYPED + str(p) for p in range(len(names))],
-                          reasons.alias(REASONS_COLUMN), after.alias(AFTER_RUN_DATE_COLUMN))
+    none = F.array().cast(hit_type)
+    hits = [F.when(flag, F.array(F.struct(F.lit(r).alias("reason"), F.lit(n).alias("field"))))
+            .otherwise(none) for flag, (_, _, r, n, _) in zip(flags, checks)]
+    reasons = F.when(broken, F.concat(*hits)).otherwise(none)
+    kept = [quote_name(c) for c in raw.columns] + [_TYPED + str(p) for p in range(len(names))]
+    return (staged.select(*kept, reasons.alias(REASONS_COLUMN), after.alias(AFTER_RUN_DATE_COLUMN))
             # get() is null past the end, where [0] fails under ANSI mode.
             .withColumn(REASON_COLUMN, F.expr(f"get({REASONS_COLUMN}, 0)")["reason"])
             .withColumn(FIELD_COLUMN, F.expr(f"get({REASONS_COLUMN}, 0)")["field"])
@@ -220,20 +229,26 @@ def outcome_rows(flagged: "DataFrame", kind: str) -> "DataFrame":
     """What validation keeps of each row: the one frame a job caches and reads everything from.
 
     Columns: the typed values under their own names (optional reserved columns as nulls),
-    :data:`columns.SOURCE_FILE`, :data:`REASON_COLUMN`, :data:`FIELD_COLUMN`,
-    :data:`AFTER_RUN_DATE_COLUMN`, and for rejected rows only (null otherwise)
-    :data:`REASON_LIST_COLUMN` (every rule broken) and :data:`RECORD_COLUMN` (the row as read, as
-    JSON). The raw text of valid rows is dropped: nothing after validation needs it.
+    :data:`columns.SOURCE_FILE`, :data:`AFTER_RUN_DATE_COLUMN` and :data:`REJECT_COLUMN` (null
+    unless the row is rejected). The text of valid rows as read is dropped: nothing needs it.
     """
     from pyspark.sql import functions as F
 
     names = typed_names(flagged)
-    rejected = F.col(REASON_COLUMN).isNotNull()
+    reject = F.struct(F.col(REASON_COLUMN).alias(REASON_FIELD), F.col(FIELD_COLUMN).alias(FIELD_FIELD),
+                      F.col(REASONS_COLUMN)["reason"].alias(REASONS_FIELD),
+                      record_json(flagged).alias(RECORD_FIELD))
     return flagged.select(
         *[F.col(_TYPED + str(i)).alias(n) for i, n in enumerate(names)], *_optional_columns(kind, names),
-        columns.SOURCE_FILE, REASON_COLUMN, FIELD_COLUMN, AFTER_RUN_DATE_COLUMN,
-        F.when(rejected, F.col(REASONS_COLUMN)["reason"]).alias(REASON_LIST_COLUMN),
-        F.when(rejected, record_json(flagged)).alias(RECORD_COLUMN))
+        columns.SOURCE_FILE, AFTER_RUN_DATE_COLUMN,
+        F.when(F.col(REASON_COLUMN).isNotNull(), reject).alias(REJECT_COLUMN))
+
+
+def rejected(outcome: "DataFrame") -> "Column":
+    """True for the rejected rows of :func:`outcome_rows`."""
+    from pyspark.sql import functions as F
+
+    return F.col(REJECT_COLUMN).isNotNull()
 
 
 def kept_rows(outcome: "DataFrame") -> "DataFrame":
@@ -241,7 +256,7 @@ def kept_rows(outcome: "DataFrame") -> "DataFrame":
     from pyspark.sql import functions as F
 
     own = [c for c in outcome.columns if c not in _OUTCOME_STATUS]
-    return (outcome.filter(F.col(REASON_COLUMN).isNull() & ~F.col(AFTER_RUN_DATE_COLUMN))
+    return (outcome.filter(~rejected(outcome) & ~F.col(AFTER_RUN_DATE_COLUMN))
             .select(*[quote_name(c) for c in own]))
 
 
@@ -274,5 +289,4 @@ def record_json(flagged: "DataFrame") -> "Column":
     return F.to_json(F.struct(*parts))
 
 
-_OUTCOME_STATUS = (columns.SOURCE_FILE, REASON_COLUMN, FIELD_COLUMN, AFTER_RUN_DATE_COLUMN,
-                   REASON_LIST_COLUMN, RECORD_COLUMN)
+_OUTCOME_STATUS = (columns.SOURCE_FILE, AFTER_RUN_DATE_COLUMN, REJECT_COLUMN)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from batchrec import columns
 from batchrec.config import ValidationSettings
-from batchrec.datasets.rules import (AFTER_RUN_DATE_COLUMN, FIELD_COLUMN, MILLISECONDS_THRESHOLD,
-                                     REASON_COLUMN, REASON_ORDER, RECORD_COLUMN, timestamp_column)
+from batchrec.datasets.rules import (AFTER_RUN_DATE_COLUMN, FIELD_FIELD, MILLISECONDS_THRESHOLD,
+                                     REASON_FIELD, REASON_ORDER, RECORD_FIELD, REJECT_COLUMN, rejected,
+                                     timestamp_column)
 from batchrec.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,29 +42,31 @@ def summarize(outcome: "DataFrame", kind: str, path: str, limits: ValidationSett
 
     ts_name = timestamp_column(outcome)
     ts = F.col(ts_name) if ts_name else F.lit(None).cast("long")
+    reject = F.col(REJECT_COLUMN)
+    reason, field = reject[REASON_FIELD].alias(REASON_FIELD), reject[FIELD_FIELD].alias(FIELD_FIELD)
     # Fixed-width sums only, so Spark aggregates with a hash map instead of sorting every row.
-    rows = (outcome.groupBy(columns.SOURCE_FILE, REASON_COLUMN, FIELD_COLUMN, AFTER_RUN_DATE_COLUMN)
+    rows = (outcome.groupBy(columns.SOURCE_FILE, reason, field, AFTER_RUN_DATE_COLUMN)
             .agg(F.count(F.lit(1)).alias("n"),
                  F.sum((ts >= MILLISECONDS_THRESHOLD).cast("long")).alias("ms"),
                  F.sum(((ts >= 0) & (ts < MILLISECONDS_THRESHOLD)).cast("long")).alias("sec"))
             .collect())  # bounded: files x reasons x 2
-    examples = {(r[REASON_COLUMN], r[FIELD_COLUMN]): r["example"] for r in
-                outcome.filter(F.col(REASON_COLUMN).isNotNull())
-                .groupBy(REASON_COLUMN, FIELD_COLUMN).agg(F.min(RECORD_COLUMN).alias("example"))
-                .collect()} if any(r[REASON_COLUMN] is not None for r in rows) else {}
+    examples = {(r[REASON_FIELD], r[FIELD_FIELD]): r["example"] for r in
+                outcome.filter(rejected(outcome)).groupBy(reason, field)
+                .agg(F.min(reject[RECORD_FIELD]).alias("example")).collect()
+                } if any(r[REASON_FIELD] is not None for r in rows) else {}
     by_reason: dict[tuple[str, str], dict] = {}
     per_file: dict[str, list[int]] = {}
-    read = rejected = after = 0
+    read = rejected_rows = after = 0
     for r in rows:
         read += r["n"]
         counts = per_file.setdefault(r[columns.SOURCE_FILE] or path, [0, 0])
         counts[0] += r["ms"] or 0
         counts[1] += r["sec"] or 0
-        if r[REASON_COLUMN] is None:
+        if r[REASON_FIELD] is None:
             after += r["n"] if r[AFTER_RUN_DATE_COLUMN] else 0
             continue
-        rejected += r["n"]
-        key = (r[REASON_COLUMN], r[FIELD_COLUMN])
+        rejected_rows += r["n"]
+        key = (r[REASON_FIELD], r[FIELD_FIELD])
         by_reason.setdefault(key, {"rows": 0, "example": examples.get(key)})["rows"] += r["n"]
     notes = []
     for source, (ms, sec) in sorted(per_file.items()):
@@ -75,19 +78,19 @@ def summarize(outcome: "DataFrame", kind: str, path: str, limits: ValidationSett
                          "epoch seconds: divide them by 1000")
     reasons = [{"reason": r, "field": f, **v} for (r, f), v in
                sorted(by_reason.items(), key=lambda kv: (REASON_ORDER.index(kv[0][0]), kv[0][1]))]
-    fraction = rejected / read if read else 0.0
+    fraction = rejected_rows / read if read else 0.0
     failures = []
     if read == 0:
         failures.append(f"{kind} {path}: no rows")
     elif fraction > limits.max_reject_fraction:
         top = ", ".join(f"{x['reason']}{' (' + x['field'] + ')' if x['field'] else ''}: {x['rows']}"
                         for x in reasons)
-        failures.append(f"{kind} {path}: {rejected} of {read} rows rejected ({fraction:.2%}), more "
+        failures.append(f"{kind} {path}: {rejected_rows} of {read} rows rejected ({fraction:.2%}), more "
                         f"than the allowed {limits.max_reject_fraction:.2%}: {top}"
                         + "".join(f"; {n}" for n in notes))
     return {"dataset": kind, "path": path, "files": len(per_file), "rows_read": read,
-            "rows_valid": read - rejected - after, "rows_rejected": rejected, ROWS_AFTER_RUN_DATE: after,
-            "reject_fraction": fraction,
+            "rows_valid": read - rejected_rows - after, "rows_rejected": rejected_rows,
+            ROWS_AFTER_RUN_DATE: after, "reject_fraction": fraction,
             "max_reject_fraction": limits.max_reject_fraction,
             "rejects_by_reason": _sum_by_reason(reasons),
             "reasons": reasons, "notes": notes, "failures": failures, "passed": not failures}
