@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,143 @@ def test_check_minimums(spark):
         "train: only 5 valid interactions; at least 1000 are needed (Personalize's minimum; lower it "
         "with --min-interactions); only 2 users with at least 2 interactions; at least 25 are needed "
         "(lower with --min-users)")
+
+
+def _csv_rows_scanned(spark, action) -> list[int]:
+    """Run ``action``; return the rows each CSV file scan produced, one entry per scan that ran.
+
+    Read from the executed plans Spark keeps for every SQL query (no listener of our own): a
+    scan node reused from a cache is in the plan but read no file, so it does not count.
+    """
+    store = spark._jsparkSession.sharedState().statusStore()
+
+    def execution_ids():
+        executions = store.executionsList()
+        return {executions.apply(i).executionId() for i in range(executions.size())}
+
+    before = execution_ids()
+    action()
+    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
+    scanned = []
+    for execution in sorted(execution_ids() - before):
+        values = store.executionMetrics(execution)
+        nodes = store.planGraph(execution).allNodes()
+        for node in (nodes.apply(i) for i in range(nodes.size())):
+            if not node.name().startswith("Scan csv"):
+                continue
+            metrics = {m.name(): values.get(m.accumulatorId()) for m in
+                       (node.metrics().apply(j) for j in range(node.metrics().size()))}
+            files = metrics["number of files read"]
+            if files.isDefined() and int(files.get().replace(",", "")) > 0:
+                scanned.append(int(metrics["number of output rows"].get().replace(",", "")))
+    return scanned
+
+
+def test_each_input_is_scanned_once_for_rules_rejects_summary_and_valid_rows(spark, tmp_path):
+    lines = ["USER_ID,ITEM_ID,TIMESTAMP,EVENT_VALUE"]
+    lines += [f"u{i % 40},i{i % 70},{1700000000 + i},1" for i in range(400)]
+    lines += ["u0,i0,1700000000,1"] * 3 + ["u2,,1700000000,1", "u3,i3,1700000000000,1"]  # 3 extra copies
+    path = _write(tmp_path / "i.csv", "\n".join(lines) + "\n")
+    items = _write(tmp_path / "items.csv", "ITEM_ID,CREATION_TIMESTAMP\n" + "".join(
+        f"i{i},{1690000000 + i}\n" for i in range(70)))
+    settings = _settings(max_reject_fraction=0.5, min_interactions=1, min_users_with_two_interactions=1)
+    seen = {}
+
+    def validate_and_use():
+        result = v.load_datasets(spark, settings, path, items=items, rejects_path=str(tmp_path / "rejects"),
+                                 report_path=tmp_path / "report.json", run_date=RUN_DATE)
+        with result:
+            seen["rows"] = result.interactions.count()
+            seen["minimums"] = check_minimums(result.interactions, settings.validation)
+            seen["items"] = result.items.count()
+            seen["summary"] = result.summary["datasets"]["interactions"]
+
+    scans = _csv_rows_scanned(spark, validate_and_use)
+    assert sorted(scans) == [70, 405]  # each file once, every row of it, nothing read again
+    assert (seen["rows"], seen["items"], seen["minimums"]["interactions"]) == (400, 70, 400)
+    assert seen["summary"]["rejects_by_reason"] == {"missing_id": 1, "timestamp_in_milliseconds": 1,
+                                                    "duplicate": 3}
+    assert spark.read.format("delta").load(str(tmp_path / "rejects")).count() == 5
+
+
+def test_duplicates_are_exact_copies_across_files_and_not_hash_lookalikes(spark, tmp_path):
+    folder = tmp_path / "interactions"
+    folder.mkdir()
+    header = "USER_ID,ITEM_ID,TIMESTAMP,A,B\n"
+    # x in A and nothing in B hashes like nothing in A and x in B (nulls are skipped): not copies.
+    first = _write(folder / "part-1.csv", header + "u1,i1,1700000000,x,\nu1,i1,1700000000,,x\n"
+                                          "u2,i2,1700000000,y,y\nu2,i2,1700000000,y,y\n")
+    second = _write(folder / "part-2.csv", header + "u2,i2,1700000000,y,y\nu3,i3,1700000000,,\n")
+    result = v.load_datasets(spark, _settings(max_reject_fraction=0.9), str(folder),
+                             rejects_path=str(tmp_path / "rejects"), run_date=RUN_DATE)
+    with result:
+        kept = sorted((tuple(r) for r in result.interactions.select("USER_ID", "A", "B").collect()),
+                      key=lambda r: tuple(x or "" for x in r))
+    assert kept == [("u1", None, "x"), ("u1", "x", None), ("u2", "y", "y"), ("u3", None, None)]
+    rejects = spark.read.format("delta").load(str(tmp_path / "rejects")).collect()
+    # Three copies of the u2 row: the first file's copy is kept, the other two are rejected.
+    assert sorted((r.reason, r.reasons, r.source_file) for r in rejects) == [
+        ("duplicate", ["duplicate"], f"file:{first}"), ("duplicate", ["duplicate"], f"file:{second}")]
+
+
+def test_backfill_leaves_out_rows_after_the_run_date_and_rejects_only_the_real_future(spark, tmp_path):
+    now = int(time.time())
+    rows = [f"u{i},i{i},{END_OF_RUN_DATE - 1000 + i}" for i in range(50)]  # inside the window
+    rows += [f"u{i},i{i},{END_OF_RUN_DATE}" for i in range(50, 60)]  # the last second of it
+    rows += [f"u{i},i{i},{END_OF_RUN_DATE + 1 + i}" for i in range(60, 80)]  # days after the run date
+    rows += [f"u{i},i{i},{now + 60}" for i in range(80, 83)]  # a minute ahead: clock skew
+    rows += [f"u{i},i{i},{now + 3 * 3600}" for i in range(83, 85)]  # hours ahead of the clock
+    path = _write(tmp_path / "i.csv", "USER_ID,ITEM_ID,TIMESTAMP\n" + "\n".join(rows) + "\n")
+    settings = _settings(max_reject_fraction=0.05)
+    with v.load_datasets(spark, settings, path, rejects_path=str(tmp_path / "rejects"),
+                         run_date=RUN_DATE) as result:
+        kept = sorted(int(r.USER_ID[1:]) for r in result.interactions.collect())
+        summary = result.summary["datasets"]["interactions"]
+    assert kept == list(range(60))
+    assert (summary["rows_read"], summary["rows_valid"], summary["rows_rejected"],
+            summary["rows_after_run_date"]) == (85, 60, 2, 23)
+    assert summary["rejects_by_reason"] == {"timestamp_in_future": 2}
+    rejected = spark.read.format("delta").load(str(tmp_path / "rejects")).collect()
+    assert sorted(json.loads(r.record)["USER_ID"] for r in rejected) == ["u83", "u84"]
+    # A backfill whose only "future" rows lie after its run date passes the default 1% limit.
+    backfill = _write(tmp_path / "backfill.csv", "USER_ID,ITEM_ID,TIMESTAMP\n" + "\n".join(rows[:80]) + "\n")
+    with v.load_datasets(spark, _settings(), backfill, run_date=RUN_DATE) as passed:
+        counts = passed.summary["datasets"]["interactions"]
+    assert (counts["rows_valid"], counts["rows_rejected"], counts["rows_after_run_date"]) == (60, 0, 20)
+    # Without a run date nothing is "after"; only the wall clock bounds the data.
+    with v.load_datasets(spark, settings, path) as undated:
+        counts = undated.summary["datasets"]["interactions"]
+    assert (counts["rows_valid"], counts["rows_rejected"], counts["rows_after_run_date"]) == (83, 2, 0)
+
+
+def test_time_bounds_follow_the_wall_clock_and_the_run_date():
+    now = END_OF_RUN_DATE + 10 * 86400  # ten days after the run date: a backfill
+    tolerance = rules.FUTURE_TOLERANCE_SECONDS
+    assert v.time_bounds(RUN_DATE, now=now) == (now + tolerance, END_OF_RUN_DATE)
+    # A run date that has not ended yet (today, generated data): its own window counts as present.
+    assert v.time_bounds(RUN_DATE, now=END_OF_RUN_DATE - 3600) == (END_OF_RUN_DATE + tolerance,
+                                                                    END_OF_RUN_DATE)
+    assert v.time_bounds(None, now=now) == (now + tolerance, None)
+    assert 0 < tolerance <= 86400
+
+
+def test_release_drops_the_caches_and_leaves_the_session_as_it_was(spark, tmp_path):
+    path = _write(tmp_path / "i.csv", "USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000\nu2,i1,1700000001\n")
+    items = _write(tmp_path / "items.csv", "ITEM_ID,CATEGORY\ni1,a\n")
+    users = _write(tmp_path / "users.csv", "USER_ID,TIER\nu1,gold\nu2,\n")
+    jsc = spark.sparkContext._jsc
+    conf_before = dict(spark.conf.getAll)
+    persistent_before = jsc.getPersistentRDDs().size()
+    result = v.load_datasets(spark, _settings(), path, items=items, users=users, run_date=RUN_DATE)
+    assert len(result.cached) == 3 and all(f.is_cached for f in result.cached)
+    assert jsc.getPersistentRDDs().size() == persistent_before + 3
+    with result:
+        assert (result.interactions.count(), result.items.count(), result.users.count()) == (2, 1, 2)
+    assert not any(f.is_cached for f in result.cached)
+    assert jsc.getPersistentRDDs().size() == persistent_before
+    assert dict(spark.conf.getAll) == conf_before
+    # A failing validation releases what it cached before raising.
+    bad = _write(tmp_path / "bad.csv", "USER_ID,ITEM_ID,TIMESTAMP\n,i1,1700000000\n")
+    with pytest.raises(DataError):
+        v.load_datasets(spark, _settings(), bad, items=items, run_date=RUN_DATE)
+    assert jsc.getPersistentRDDs().size() == persistent_before

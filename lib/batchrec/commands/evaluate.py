@@ -120,7 +120,7 @@ def run(
         if context.popularity is not None:
             context.popularity.unpersist()
     finally:
-        frame.unpersist()
+        datasets.release()
 
     document = build_report(settings, run_date, split.stats, context.catalog_size, results, compared,
                             datasets={"interactions": interactions, "items": items, "users": users,

@@ -108,9 +108,9 @@ def run(
         model.release()
         fs.delete(spark, checkpoint_dir)
     finally:
-        for cached in (events, frame, datasets.items, datasets.users):
-            if cached is not None:
-                cached.unpersist()
+        if events is not None:
+            events.unpersist()
+        datasets.release()
     return {"command": "train", "run_date": run_date.isoformat() if run_date else None,
             "solution": version.solution, "version": version.version, "path": version.path,
             "recipe": recipe, "params": version.metadata["params"],

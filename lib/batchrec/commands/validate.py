@@ -17,7 +17,7 @@ from batchrec.config import Settings
 from batchrec.datasets import readers, validation
 from batchrec.datasets import schema as dataset_schema
 from batchrec.datasets.schema import DATASET_KINDS, schemas_by_kind
-from batchrec.datasets.summary import minimum_counts, write_report
+from batchrec.datasets.summary import ROWS_AFTER_RUN_DATE, minimum_counts, write_report
 from batchrec.errors import DataError
 from batchrec.locations import KIND_DELTA, KIND_FILE, Location, check_locations, local_uri
 
@@ -56,11 +56,12 @@ def run(spark: "SparkSession", settings: Settings, run_date: dt.date, *, interac
             click.echo(f"# {kind}: {path}")
             click.echo(dataset_schema.infer_schema(df, kind).to_json())
         return {}
-    result = validation.load_datasets(
-        spark, settings, interactions, items, users, fmt=data_format, schemas=schemas, renames=renames,
-        rejects_path=rejects, report_path=None, run_date=run_date, enforce=False)
-    summary = result.summary
-    summary["minimums"] = minimum_counts(result.interactions, settings.validation)
+    with validation.load_datasets(
+            spark, settings, interactions, items, users, fmt=data_format, schemas=schemas,
+            renames=renames, rejects_path=rejects, report_path=None, run_date=run_date,
+            enforce=False) as result:
+        summary = result.summary
+        summary["minimums"] = minimum_counts(result.interactions, settings.validation)
     summary["failures"] = summary["failures"] + summary["minimums"]["failures"]
     summary["passed"] = not summary["failures"]
     if report is not None:
@@ -83,11 +84,20 @@ def dataset_locations(paths: Mapping[str, str], schemas: Sequence[Any] = ()) -> 
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """A readable table of rows read/valid/rejected, rejects per reason, notes and minimum checks."""
+    """A readable table of rows read/valid/rejected, rejects per reason, notes and minimum checks.
+
+    "valid" counts the rows the job keeps: valid rows after the end of the run date are counted
+    apart ("after run date").
+    """
     lines = [f"Validation for run date {summary['run_date']}", ""]
-    header = ("dataset", "rows read", "valid", "rejected", "rejected %", "path")
+    datasets = summary["datasets"].values()
+    # Valid rows after the end of the run date (a backfill) are left out, and shown when there are any.
+    after = any(s.get(ROWS_AFTER_RUN_DATE) for s in datasets)
+    header = ("dataset", "rows read", "valid", "rejected", "rejected %") + \
+        (("after run date",) if after else ()) + ("path",)
     rows = [(s["dataset"], f"{s['rows_read']:,}", f"{s['rows_valid']:,}", f"{s['rows_rejected']:,}",
-             f"{s['reject_fraction']:.2%}", s["path"]) for s in summary["datasets"].values()]
+             f"{s['reject_fraction']:.2%}") + ((f"{s.get(ROWS_AFTER_RUN_DATE, 0):,}",) if after else ())
+            + (s["path"],) for s in datasets]
     lines += _table(header, rows)
     reasons = [(s["dataset"], r["reason"], r["field"] or "-", f"{r['rows']:,}",
                 _shorten(r.get("example") or ""))
