@@ -24,6 +24,8 @@ setup(
     install_requires=SPARK_PINS + [
         "pyarrow>=14",
         "numpy>=1.24",
+        # sparse products (co-occurrence, item-based scoring) and LAPACK's Cholesky inverse (ease)
+        "scipy>=1.11",
         # pyspark 4.0's Arrow conversions are written for pandas 2 (pandas 3 warns on every batch).
         "pandas>=2.0,<3",
         "boto3>=1.28",

@@ -25,7 +25,7 @@ from batchrec.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BatchrecError, Co
 
 log = logging.getLogger("batchrec.cli")
 
-RECIPE_NAMES = ("user-personalization", "popularity-count", "trending-now")
+RECIPE_NAMES = ("user-personalization", "popularity-count", "trending-now", "sims", "similar-items", "ease", "sar")
 PROTOCOL_NAMES = ("personalize", "temporal", "stratified-user", "stratified-item")
 FORMAT_NAMES = ("auto", "csv", "parquet", "delta", "json")
 MAX_NUM_RESULTS = 500

@@ -110,6 +110,61 @@ class TrendingSettings:
 
 
 @dataclass(frozen=True)
+class SimsSettings:
+    """sims: related items by co-occurrence (Personalize's SIMS names and defaults)."""
+
+    popularity_discount_factor: float = 0.5
+    min_cointeraction_count: int = 3
+    similarity: str = "cooccurrence"
+    num_neighbours: int = 100
+    min_user_history_length_percentile: float = 0.005
+    max_user_history_length_percentile: float = 0.995
+    min_item_interaction_count_percentile: float = 0.01
+    max_item_interaction_count_percentile: float = 1.0
+
+
+@dataclass(frozen=True)
+class SimilarItemsSettings:
+    """similar-items: co-occurrence blended with item-metadata similarity (cold items too)."""
+
+    min_cointeraction_count: int = 2
+    interaction_shrinkage: float = 5.0
+    num_neighbours: int = 100
+    max_values_per_field: int = 200
+    numeric_bins: int = 10
+    min_user_history_length_percentile: float = 0.005
+    max_user_history_length_percentile: float = 0.995
+    min_item_interaction_count_percentile: float = 0.0
+    max_item_interaction_count_percentile: float = 1.0
+
+
+@dataclass(frozen=True)
+class EaseSettings:
+    """ease: Steck's closed-form item-item model, inverted on the driver."""
+
+    regularization: float = 400.0
+    max_items: int = 30000
+    min_user_history_length_percentile: float = 0.0
+    max_user_history_length_percentile: float = 1.0
+    min_item_interaction_count_percentile: float = 0.0
+    max_item_interaction_count_percentile: float = 1.0
+
+
+@dataclass(frozen=True)
+class SarSettings:
+    """sar: time-decayed user affinity times an item similarity."""
+
+    similarity: str = "jaccard"
+    time_decay_half_life_days: float = 30.0
+    min_cointeraction_count: int = 1
+    num_neighbours: int = 500
+    min_user_history_length_percentile: float = 0.0
+    max_user_history_length_percentile: float = 1.0
+    min_item_interaction_count_percentile: float = 0.0
+    max_item_interaction_count_percentile: float = 1.0
+
+
+@dataclass(frozen=True)
 class RecommendSettings:
     """Batch inference defaults for ``recommend`` and ``rank``."""
 
@@ -146,6 +201,10 @@ class Settings:
     als: AlsSettings = field(default_factory=AlsSettings)
     popularity: PopularitySettings = field(default_factory=PopularitySettings)
     trending: TrendingSettings = field(default_factory=TrendingSettings)
+    sims: SimsSettings = field(default_factory=SimsSettings)
+    similar_items: SimilarItemsSettings = field(default_factory=SimilarItemsSettings)
+    ease: EaseSettings = field(default_factory=EaseSettings)
+    sar: SarSettings = field(default_factory=SarSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
 

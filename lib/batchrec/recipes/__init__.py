@@ -32,6 +32,10 @@ RECIPES: dict[str, str] = {
     USER_PERSONALIZATION: "batchrec.recipes.als",
     POPULARITY_COUNT: "batchrec.recipes.popularity",
     TRENDING_NOW: "batchrec.recipes.trending",
+    "sims": "batchrec.recipes.sims",
+    "similar-items": "batchrec.recipes.similar_items",
+    "ease": "batchrec.recipes.ease",
+    "sar": "batchrec.recipes.sar",
 }
 
 
@@ -69,6 +73,7 @@ class TrainingData:
     item_map: DataFrame
     reference_time: Optional[int]
     checkpoint_dir: Optional[str] = None
+    items: Optional[DataFrame] = None  # the validated items dataset, when there is one
 
 
 def recipe_module(recipe: str):
@@ -160,7 +165,7 @@ def train_recipe(
         "popular_items": popular_items(events, event_type=resolved.get("event_type") or None),
         "item_stats": item_stats(events, item_map, items),
     }
-    data = TrainingData(events, prepared, user_map, item_map, int(reference_time), checkpoint_dir)
+    data = TrainingData(events, prepared, user_map, item_map, int(reference_time), checkpoint_dir, items)
     with logs.stage(log, "train", recipe=recipe):
         own_artifacts, own_stats = module.train(spark, data, resolved)
     artifacts.update(own_artifacts)

@@ -102,6 +102,9 @@ def recommend_for_users(
         fill = _fill_users(users.select(USER_ID, F.lit(0).alias(topk.START),
                                         F.lit(num_results).alias(topk.NEED)), exclude)
         return _as_output(topk.top_k_from_list(fill, ranked, settings.users_per_batch))
+    if recipe in ("ease", "sar"):  # item-based: user history x item weights
+        from batchrec.scoring.item_based import recommend_item_based
+        return recommend_item_based(spark, recipe, artifacts, users, exclude, num_results, settings.users_per_batch)
     raise JobError(f"recipe {recipe!r} cannot recommend items per user; expected one of "
                    f"{RECIPE_USER_PERSONALIZATION}, {RECIPE_POPULARITY}, {RECIPE_TRENDING}")
 
