@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from batchrec.columns import ITEM_ID, ITEM_IDX, NEIGHBOUR_ID, USER_ID
+from batchrec.columns import ITEM_ID, ITEM_IDX, USER_ID
 from batchrec.errors import UsageError
 from batchrec.recipes import cooccurrence as cooc
 
@@ -62,33 +62,45 @@ def collect_pairs(df, weighted=True):
 # ---------------------------------------------------------------- the Gram matrix
 
 @pytest.mark.parametrize("budget", [1, 20, 10**9])
-def test_partial_grams_sum_to_the_brute_force_gram_whatever_the_chunking(histories, budget):
+def test_block_gram_rows_are_complete_whatever_the_blocks_and_budget(histories, budget):
     users = list(histories.values())
     lengths = np.array([len(h) for h in users])
     items = np.array([i for h in users for i in h], dtype=np.int64)
     values = np.array([v for h in users for v, _ in h.values()])
-    total: dict = {}
-    chunks = 0
-    for i, j, c, w in cooc.partial_grams(lengths, items, values, weighted=True, pair_budget=budget):
-        chunks += 1
-        assert (i < j).all()
-        for key in zip(i.tolist(), j.tolist(), c.tolist(), w.tolist()):
-            a, b, n, s = key
-            old = total.get((a, b), (0, 0.0))
-            total[(a, b)] = (old[0] + n, old[1] + s)
-    expected, _ = brute_gram(histories)
-    assert total.keys() == expected.keys()
+    got: dict = {}
+    for block in range(3):
+        lo, hi = cooc.block_rows(block, N_ITEMS, 3)
+        for i, j, c, w in cooc.block_gram(lengths, items, values, lo, hi, N_ITEMS, True, budget):
+            assert ((lo <= i) & (i < hi)).all() and (i != j).all()
+            for key in zip(i.tolist(), j.tolist(), c.tolist(), w.tolist()):
+                assert key[:2] not in got  # every entry exactly once
+                got[key[:2]] = key[2:]
+    upper, _ = brute_gram(histories)
+    expected = {**upper, **{(j, i): v for (i, j), v in upper.items()}}
+    assert got.keys() == expected.keys()
     for key, (n, s) in expected.items():
-        assert total[key][0] == n and total[key][1] == pytest.approx(s)
-    if budget == 1:  # one user per chunk (users with one item yield nothing)
-        assert chunks == sum(1 for h in users if len(h) >= 2)
-    if budget == 10**9:
-        assert chunks == 1
+        assert got[key][0] == n and got[key][1] == pytest.approx(s)
+
+
+def test_block_rows_cover_every_item_once():
+    for n, blocks in ((12, 3), (10, 4), (5, 8), (1, 1)):
+        covered = [i for b in range(blocks) for i in range(*cooc.block_rows(b, n, blocks))]
+        assert covered == list(range(n))
+        assert all(i * blocks // n == b for b in range(blocks) for i in range(*cooc.block_rows(b, n, blocks)))
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 7])
+def test_each_row_block_gets_its_own_partition(history_frame, blocks):
+    from pyspark.sql import functions as F
+
+    placed = cooc.blocked_histories(history_frame, N_ITEMS, blocks).select(
+        cooc.BLOCK, F.spark_partition_id().alias("partition")).distinct().collect()
+    assert sorted((r[0], r[1]) for r in placed) == [(b, b) for b in range(blocks)]
 
 
 def test_gram_pairs_match_brute_force_and_the_naive_self_join(history_frame, histories):
     expected, _ = brute_gram(histories)
-    got = collect_pairs(cooc.gram_pairs(history_frame, weighted=True, pair_budget=50))
+    got = collect_pairs(cooc.gram_pairs(history_frame, weighted=True, blocks=3, pair_budget=50))
     assert got.keys() == expected.keys()
     for key, (n, s) in expected.items():
         assert got[key][0] == n and got[key][1] == pytest.approx(s)
@@ -99,9 +111,8 @@ def test_gram_pairs_match_brute_force_and_the_naive_self_join(history_frame, his
 
 def test_gram_pairs_keep_only_pairs_with_min_count_co_interactions(history_frame, histories):
     expected, _ = brute_gram(histories)
-    got = collect_pairs(cooc.gram_pairs(history_frame, min_count=3), weighted=False)
+    got = collect_pairs(cooc.gram_pairs(history_frame, min_count=3, n_items=N_ITEMS), weighted=False)
     assert {k: n for k, (n, _) in got.items()} == {k: n for k, (n, _) in expected.items() if n >= 3}
-    assert min(n for n, _ in got.values()) >= 3
     assert any(n < 3 for n, _ in expected.values())  # the threshold removed something
 
 
@@ -140,34 +151,68 @@ def reference_similarity(kind, c, w, ni, nj, si, sj, n_users, p):
     return g_test(c, ni - c, nj - c, n_users - ni - nj + c)
 
 
-@pytest.mark.parametrize("kind,p", [(cooc.COOCCURRENCE, 0.0), (cooc.COOCCURRENCE, 0.5),
-                                    (cooc.COOCCURRENCE, 1.0), (cooc.COSINE, 0.5), (cooc.JACCARD, 0.5),
-                                    (cooc.LIFT, 0.5), (cooc.LLR, 0.5)])
-def test_similarities_match_their_formulas(history_frame, histories, kind, p):
-    pairs, counts = brute_gram(histories)
-    got = {(r[cooc.ITEM_I], r[cooc.ITEM_J]): r[cooc.SCORE] for r in cooc.similarity(
-        cooc.gram_pairs(history_frame, weighted=True), cooc.item_counts(history_frame), kind,
-        n_users=N_USERS, discount=p).collect()}
-    expected = {}
-    for (i, j), (c, w) in pairs.items():
+def reference_neighbours(histories, kind, p, k, min_count=1):
+    upper, counts = brute_gram(histories)
+    rows: dict = {}
+    for (i, j), (c, w) in upper.items():
+        if c < min_count:
+            continue
         value = reference_similarity(kind, c, w, counts[i][0], counts[j][0], counts[i][1],
                                      counts[j][1], N_USERS, p)
         if value > 0:
-            expected[(i, j)] = value
+            rows.setdefault(i, []).append((-value, j))
+            rows.setdefault(j, []).append((-value, i))
+    return {i: [(r + 1, j, -v) for r, (v, j) in enumerate(sorted(lst)[:k])] for i, lst in rows.items()}
+
+
+def collect_neighbours(df):
+    out: dict = {}
+    for r in df.collect():
+        out.setdefault(r[ITEM_IDX], []).append((r[cooc.RANK], r[cooc.NEIGHBOUR_IDX], r[cooc.SCORE]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def assert_neighbours(got, expected):
     assert got.keys() == expected.keys()
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value, rel=1e-9)
+    for i, lst in expected.items():
+        assert [r[:2] for r in got[i]] == [r[:2] for r in lst], i
+        assert [r[2] for r in got[i]] == pytest.approx([r[2] for r in lst], rel=1e-9)
+
+
+@pytest.mark.parametrize("kind,p", [(cooc.COOCCURRENCE, 0.0), (cooc.COOCCURRENCE, 0.5),
+                                    (cooc.COOCCURRENCE, 1.0), (cooc.COSINE, 0.5), (cooc.JACCARD, 0.5),
+                                    (cooc.LIFT, 0.5), (cooc.LLR, 0.5)])
+def test_top_similar_matches_the_formulas_on_every_pair(history_frame, histories, kind, p):
+    got = collect_neighbours(cooc.top_similar(history_frame, cooc.item_counts(history_frame), kind,
+                                              k=N_ITEMS, discount=p, blocks=2, pair_budget=30))
+    expected = reference_neighbours(histories, kind, p, N_ITEMS)
+    assert_neighbours(got, expected)
     if kind == cooc.LLR:  # some pairs co-occur less than chance and are dropped
-        assert len(expected) < len(pairs)
+        upper, _ = brute_gram(histories)
+        assert sum(len(v) for v in expected.values()) < 2 * len(upper)
 
 
-def test_log_likelihood_ratio_known_values(spark):
-    from pyspark.sql import functions as F
+def test_top_similar_keeps_k_with_min_count_and_breaks_ties_by_index(history_frame, histories):
+    got = collect_neighbours(cooc.top_similar(history_frame, cooc.item_counts(history_frame),
+                                              cooc.COOCCURRENCE, k=3, min_count=2, discount=0.0))
+    expected = reference_neighbours(histories, cooc.COOCCURRENCE, 0.0, 3, min_count=2)
+    assert_neighbours(got, expected)
+    # Raw co-counts tie often: the smaller neighbour index comes first.
+    assert any(a[2] == b[2] for lst in got.values() for a, b in zip(lst, lst[1:]))
 
+
+def test_top_per_row_orders_by_score_then_column():
+    rows = np.array([0, 0, 0, 1, 1, 2])
+    cols = np.array([5, 3, 4, 1, 0, 9])
+    scores = np.array([0.5, 0.5, 0.9, 0.1, 0.2, 0.3])
+    r, rank, c, s = cooc.top_per_row(rows, cols, scores, 2)
+    assert list(zip(r, rank, c, s)) == [(0, 1, 4, 0.9), (0, 2, 3, 0.5), (1, 1, 0, 0.2), (1, 2, 1, 0.1),
+                                        (2, 1, 9, 0.3)]
+
+
+def test_log_likelihood_ratio_known_values():
     tables = [(1, 0, 0, 1), (10, 0, 0, 10), (5, 1995, 0, 100000), (1000, 1995, 1000, 100000), (2, 3, 4, 6)]
-    df = spark.createDataFrame(tables, "a long, b long, c long, d long")
-    cols = [F.col(c).cast("double") for c in "abcd"]
-    got = [r[0] for r in df.select(cooc.log_likelihood_ratio(*cols)).collect()]
+    got = cooc.log_likelihood_ratio(*np.array(tables, dtype=float).T)
     assert got[0] == pytest.approx(4 * math.log(2), rel=1e-12)  # 2.772588722239781, as Mahout's test
     for value, table in zip(got, tables):
         assert value == pytest.approx(g_test(*table), rel=1e-9)
@@ -175,25 +220,17 @@ def test_log_likelihood_ratio_known_values(spark):
 
 def test_unknown_similarity_is_a_usage_error(history_frame):
     with pytest.raises(UsageError, match=r"similarity 'dice'; expected one of cooccurrence, cosine"):
-        cooc.similarity(cooc.gram_pairs(history_frame), cooc.item_counts(history_frame), "dice")
+        cooc.top_similar(history_frame, cooc.item_counts(history_frame), "dice", 5)
 
 
-# ---------------------------------------------------------------- neighbours
-
-def test_top_neighbours_order_ties_by_neighbour_id_and_never_list_the_item(spark):
-    item_map = spark.createDataFrame([("a", 0), ("b", 1), ("c", 2), ("d", 3)], f"{ITEM_ID} string, {ITEM_IDX} int")
-    scored = spark.createDataFrame(
-        [(0, 1, 1, 0.5), (0, 2, 1, 0.5), (0, 3, 1, 0.9), (1, 2, 1, 0.2), (2, 3, 1, 0.5)],
-        f"{cooc.ITEM_I} int, {cooc.ITEM_J} int, {cooc.CO_COUNT} long, {cooc.SCORE} double")
-    got = {}
-    for r in cooc.top_neighbours(scored, item_map, 2).collect():
-        got.setdefault(r[ITEM_ID], []).append((r[cooc.RANK], r[NEIGHBOUR_ID], r[cooc.SCORE]))
-    assert {k: sorted(v) for k, v in got.items()} == {
-        "a": [(1, "d", 0.9), (2, "b", 0.5)],  # b and c tie at 0.5: b first
-        "b": [(1, "a", 0.5), (2, "c", 0.2)],
-        "c": [(1, "a", 0.5), (2, "d", 0.5)],
-        "d": [(1, "a", 0.9), (2, "c", 0.5)],
-    }
+def test_with_ids_names_items_and_neighbours(spark):
+    item_map = spark.createDataFrame([("a", 0), ("b", 1)], f"{ITEM_ID} string, {ITEM_IDX} int")
+    top = spark.createDataFrame([(0, 1, 1, 0.5), (1, 1, 0, 0.5)],
+                                f"{ITEM_IDX} int, rank int, {cooc.NEIGHBOUR_IDX} int, score double")
+    got = sorted(tuple(r) for r in cooc.with_ids(top, item_map).collect())
+    assert got == [("a", 1, "b", 0.5), ("b", 1, "a", 0.5)]
+    assert cooc.with_ids(top, item_map).schema.simpleString() == \
+        "struct<ITEM_ID:string,rank:int,NEIGHBOUR_ID:string,score:double>"
 
 
 # ---------------------------------------------------------------- caps

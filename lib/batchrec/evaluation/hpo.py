@@ -33,6 +33,8 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
     },
     "popularity-count": {},
     "trending-now": {"window_days": (1.0, 3.0, 7.0, 14.0, 30.0)},
+    "ease": {"regularization": (25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)},
+    "sar": {"similarity": ("jaccard", "lift"), "time_decay_half_life_days": (0.0, 7.0, 30.0, 90.0, 365.0)},
 }
 
 

@@ -22,6 +22,16 @@ from batchrec.evaluation import hpo, metrics, splits
 
 log = logging.getLogger(__name__)
 
+# Recipes without per-user lists: they train and serve `related`, but cannot be evaluated per user.
+RELATED_ITEMS_RECIPES = ("sims", "similar-items")
+
+
+def check_per_user(recipe: str) -> None:
+    """Raises UsageError for a recipe that produces related items instead of per-user lists."""
+    if recipe in RELATED_ITEMS_RECIPES:
+        raise UsageError(f"--recipe {recipe} relates items to items and has no per-user "
+                         f"recommendations to evaluate; evaluate per-user recipes instead")
+
 
 @dataclass
 class RecipeResult:
@@ -90,7 +100,8 @@ def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     model = train_recipe(spark, recipe, split.train, settings, params, items=context.items)
-    for name in ("user_factors", "item_factors", "popular_items", "trending_items"):
+    for name in ("user_factors", "item_factors", "popular_items", "trending_items", "item_neighbours",
+                 "user_history"):
         if name in model.artifacts:  # materialize now so the timings split where the work is
             model.artifacts[name] = model.artifacts[name].persist()
             model.artifacts[name].count()
@@ -118,7 +129,8 @@ def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
             if histogram and context.popularity is not None else None)
     seconds["metrics"] = round(time.perf_counter() - start, 2)
     recs.unpersist()
-    for name in ("user_factors", "item_factors", "popular_items", "trending_items"):
+    for name in ("user_factors", "item_factors", "popular_items", "trending_items", "item_neighbours",
+                 "user_history"):
         if name in model.artifacts:
             model.artifacts[name].unpersist()
     model.release()
@@ -137,6 +149,9 @@ def holdout_metrics(spark, recipe: str, interactions: DataFrame, settings,
         ``{"protocol": ..., "skipped": "<why>"}`` and a warning is logged.
     """
     config = settings.evaluate
+    if recipe in RELATED_ITEMS_RECIPES:
+        return {"protocol": config.protocol, "skipped": f"recipe {recipe} relates items to items; "
+                                                        f"per-user hold-out metrics do not apply"}
     try:
         split = splits.split_interactions(interactions, config.protocol, config, settings.prepare)
     except DataError as exc:

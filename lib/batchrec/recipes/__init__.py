@@ -74,6 +74,12 @@ class TrainingData:
     reference_time: Optional[int]
     checkpoint_dir: Optional[str] = None
     items: Optional[DataFrame] = None  # the validated items dataset, when there is one
+    cached: list = field(default_factory=list, repr=False)
+
+    def keep(self, df: DataFrame) -> DataFrame:
+        """Persist ``df`` until the model is released (for inputs the artifacts read several times)."""
+        self.cached.append(df.persist())
+        return df
 
 
 def recipe_module(recipe: str):
@@ -170,7 +176,7 @@ def train_recipe(
         own_artifacts, own_stats = module.train(spark, data, resolved)
     artifacts.update(own_artifacts)
     stats.update(own_stats)
-    return TrainedModel(recipe, resolved, artifacts, stats, cached=[events, prepared])
+    return TrainedModel(recipe, resolved, artifacts, stats, cached=[events, prepared, *data.cached])
 
 
 def data_stats(events: DataFrame) -> dict:

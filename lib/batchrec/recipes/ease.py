@@ -30,6 +30,7 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from batchrec import logs
 from batchrec.columns import ITEM_IDX, USER_ID, USER_IDX
 from batchrec.errors import JobError, UsageError
 from batchrec.recipes import cooccurrence as cooc
@@ -44,6 +45,8 @@ WEIGHTS = "weights"
 ITEM_WEIGHTS_SCHEMA = f"{ITEM_IDX} int, {WEIGHTS} array<float>"
 # Rows of the symmetric inverse mirrored at a time (bounds the temporary index arrays).
 _MIRROR_BLOCK = 1024
+# Bytes of weights per Arrow batch (= Spark partition) of the item_weights artifact.
+BATCH_BYTES = 8 << 20
 
 
 def defaults(settings) -> dict:
@@ -66,6 +69,7 @@ def train(spark, data, params: dict) -> tuple[dict, dict]:
     """Gram matrix on Spark, B on the driver: artifacts ``item_weights`` and ``user_history``."""
     histories = cooc.user_item_values(data.prepared, data.item_map, binary=True)
     histories, cuts = cooc.apply_caps(histories, cooc.caps_of(params))
+    histories = data.keep(histories)
     counts = cooc.item_counts(histories)
     chosen = (counts.orderBy(F.col(cooc.N_USERS).desc(), F.col(ITEM_IDX).asc())
               .limit(params["max_items"]).select(ITEM_IDX, cooc.N_USERS))
@@ -80,8 +84,11 @@ def train(spark, data, params: dict) -> tuple[dict, dict]:
     if len(item_idx) == 0:
         raise JobError("ease: no item left after the caps; nothing to train on")
     kept = histories.join(F.broadcast(chosen.select(ITEM_IDX)), ITEM_IDX, "left_semi")
-    gram = dense_gram(cooc.gram_pairs(kept), item_idx, n_users.astype(np.float32))
-    weights = ease_weights(gram, params["regularization"])
+    with logs.stage(log, "ease_gram", items=len(item_idx)):
+        pairs = cooc.gram_pairs(kept, n_items=int(item_idx[-1]) + 1)
+        gram = dense_gram(pairs, item_idx, n_users.astype(np.float32))
+    with logs.stage(log, "ease_inverse", items=len(item_idx)):
+        weights = ease_weights(gram, params["regularization"])
     del gram
     artifacts = {
         ITEM_WEIGHTS: weights_frame(spark, item_idx, weights),
@@ -101,7 +108,8 @@ def dense_gram(pairs: DataFrame, item_idx: np.ndarray, counts: np.ndarray) -> np
     m = len(item_idx)
     position = np.full(int(item_idx.max()) + 1, -1, dtype=np.int64)
     position[item_idx] = np.arange(m)
-    table = pairs.select(cooc.ITEM_I, cooc.ITEM_J, cooc.CO_COUNT).toArrow()  # <= m^2 / 2 rows
+    # At most m^2 / 2 rows; 12 bytes each.
+    table = pairs.select(cooc.ITEM_I, cooc.ITEM_J, F.col(cooc.CO_COUNT).cast("int").alias(cooc.CO_COUNT)).toArrow()
     gram = np.zeros((m, m), dtype=np.float32)
     i = position[table.column(cooc.ITEM_I).to_numpy().astype(np.int64)]
     j = position[table.column(cooc.ITEM_J).to_numpy().astype(np.int64)]
@@ -153,13 +161,24 @@ def _mirror_lower(p: np.ndarray) -> None:
 
 
 def weights_frame(spark, item_idx: np.ndarray, weights: np.ndarray) -> DataFrame:
-    """The ``item_weights`` artifact from the model items and B (row k of B for item_idx[k])."""
+    """The ``item_weights`` artifact from the model items and B (row k of B for item_idx[k]).
+
+    Spark makes one partition per Arrow batch, so B goes over in batches of about
+    :data:`BATCH_BYTES`: no single task ever holds the whole matrix.
+    """
     import pyarrow as pa
 
-    table = pa.table({ITEM_IDX: pa.array(item_idx.astype(np.int32)),
-                      WEIGHTS: pa.FixedSizeListArray.from_arrays(
-                          pa.array(weights.reshape(-1), type=pa.float32()), weights.shape[1])
-                      .cast(pa.list_(pa.float32()))})
+    m = weights.shape[1]
+    rows = max(1, BATCH_BYTES // max(4 * m, 1))
+    batches = []
+    for start in range(0, len(item_idx), rows):
+        block = weights[start:start + rows]
+        values = pa.array(np.ascontiguousarray(block).reshape(-1), type=pa.float32())
+        offsets = pa.array(np.arange(0, block.size + 1, m, dtype=np.int32))
+        batches.append(pa.RecordBatch.from_arrays(
+            [pa.array(item_idx[start:start + rows].astype(np.int32)), pa.ListArray.from_arrays(offsets, values)],
+            names=[ITEM_IDX, WEIGHTS]))
+    table = pa.Table.from_batches(batches)
     return spark.createDataFrame(table).select(
         F.col(ITEM_IDX).cast("int").alias(ITEM_IDX), F.col(WEIGHTS).cast("array<float>").alias(WEIGHTS))
 

@@ -64,10 +64,11 @@ def train(spark, data, params: dict) -> tuple[dict, dict]:
     """Similarities and affinities: artifacts ``item_neighbours`` and ``user_history``."""
     histories = cooc.user_item_values(data.prepared, data.item_map, binary=True)
     histories, cuts = cooc.apply_caps(histories, cooc.caps_of(params))
-    pairs = cooc.gram_pairs(histories, max(1, params["min_cointeraction_count"]))
+    histories = data.keep(histories)
     # cooccurrence with no popularity discount is the raw count, SAR's third option.
-    scored = cooc.similarity(pairs, cooc.item_counts(histories), params["similarity"], discount=0.0)
-    neighbours = cooc.top_neighbours(scored, data.item_map, params["num_neighbours"])
+    top = cooc.top_similar(histories, cooc.item_counts(histories), params["similarity"],
+                           params["num_neighbours"], max(1, params["min_cointeraction_count"]), discount=0.0)
+    neighbours = cooc.with_ids(top, data.item_map)
     kept = histories.select(USER_ID, ITEM_IDX)
     affinity = user_affinity(data.events, data.item_map, data.reference_time,
                              params["time_decay_half_life_days"])

@@ -78,10 +78,11 @@ def train(spark, data, params: dict) -> tuple[dict, dict]:
     k = params["num_neighbours"]
     histories = cooc.user_item_values(data.prepared, data.item_map, binary=True)
     histories, cuts = cooc.apply_caps(histories, cooc.caps_of(params))
-    counts = cooc.item_counts(histories)
-    pairs = cooc.gram_pairs(histories, max(1, params["min_cointeraction_count"]))
-    scored = cooc.similarity(pairs, counts, cooc.COOCCURRENCE, discount=0.5)
-    candidates = _ranked_indexes(cooc.mirrored(scored), CANDIDATE_FACTOR * k)
+    histories = data.keep(histories)
+    counts = data.keep(cooc.item_counts(histories))
+    # The cosine of binary user vectors: co-occurrence with the popularity discount 0.5.
+    candidates = cooc.top_similar(histories, counts, cooc.COOCCURRENCE, CANDIDATE_FACTOR * k,
+                                  max(1, params["min_cointeraction_count"]), discount=0.5)
     if data.items is None:
         log.warning("similar-items: no Items dataset; related items come from co-occurrence only")
     meta = item_metadata.metadata_vectors(data.items, params["max_values_per_field"],
@@ -102,15 +103,6 @@ def train(spark, data, params: dict) -> tuple[dict, dict]:
              "metadata_fields": list(meta.fields) if meta is not None else [],
              "metadata_dimensions": meta.dimensions if meta is not None else 0}
     return {cooc.ITEM_NEIGHBOURS: neighbours}, stats
-
-
-def _ranked_indexes(both: DataFrame, limit: int) -> DataFrame:
-    """The best ``limit`` co-occurrence neighbours per item: [item_idx, neighbour_idx, score]."""
-    from pyspark.sql import Window
-
-    order = Window.partitionBy(ITEM_IDX).orderBy(F.col(cooc.SCORE).desc(), F.col(cooc.NEIGHBOUR_IDX).asc())
-    return (both.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") <= F.lit(limit))
-            .drop("_rank"))
 
 
 def _positions(spark, item_map: DataFrame, catalog: np.ndarray) -> DataFrame:

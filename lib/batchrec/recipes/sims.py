@@ -65,10 +65,7 @@ def train(spark, data, params: dict) -> tuple[dict, dict]:
     kind = params["similarity"]
     histories = cooc.user_item_values(data.prepared, data.item_map, binary=kind != cooc.COSINE)
     histories, cuts = cooc.apply_caps(histories, cooc.caps_of(params))
-    pairs = cooc.gram_pairs(histories, max(1, params["min_cointeraction_count"]),
-                            weighted=kind == cooc.COSINE)
-    n_users = cooc.count_users(histories) if kind == cooc.LLR else None
-    scored = cooc.similarity(pairs, cooc.item_counts(histories), kind, n_users,
-                             params["popularity_discount_factor"])
-    neighbours = cooc.top_neighbours(scored, data.item_map, params["num_neighbours"])
-    return {cooc.ITEM_NEIGHBOURS: neighbours}, {"caps": cuts}
+    histories = data.keep(histories)
+    top = cooc.top_similar(histories, cooc.item_counts(histories), kind, params["num_neighbours"],
+                           max(1, params["min_cointeraction_count"]), params["popularity_discount_factor"])
+    return {cooc.ITEM_NEIGHBOURS: cooc.with_ids(top, data.item_map)}, {"caps": cuts}

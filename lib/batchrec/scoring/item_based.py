@@ -86,14 +86,18 @@ def load_item_model(recipe: str, artifacts: Mapping[str, DataFrame]) -> ItemMode
     dense = sparse = None
     if recipe == EASE:
         weights = _artifact(artifacts, ITEM_WEIGHTS).select(ITEM_IDX, WEIGHTS).toArrow()
-        model_idx = weights.column(ITEM_IDX).to_numpy().astype(np.int64)
-        order = np.argsort(model_idx)
-        model_idx = model_idx[order]
+        stored = weights.column(ITEM_IDX).to_numpy().astype(np.int64)
+        model_idx = np.sort(stored)
         m = len(model_idx)
-        flat = pc.list_flatten(weights.column(WEIGHTS).combine_chunks()).to_numpy(zero_copy_only=False)
-        if flat.size != m * m:
-            raise JobError(f"{ITEM_WEIGHTS}: {m} rows must each hold {m} weights; found {flat.size} in all")
-        dense = np.ascontiguousarray(flat.astype(np.float32).reshape(m, m)[order])
+        row_of = np.searchsorted(model_idx, stored)  # each stored row's place in item_idx order
+        dense = np.empty((m, m), dtype=np.float32)
+        done = 0
+        for chunk in weights.column(WEIGHTS).chunks:  # chunk by chunk: one copy of B at a time
+            flat = chunk.flatten().to_numpy(zero_copy_only=False)
+            if flat.size != len(chunk) * m or chunk.null_count:
+                raise JobError(f"{ITEM_WEIGHTS}: each of the {m} rows must hold {m} weights")
+            dense[row_of[done:done + len(chunk)]] = flat.reshape(len(chunk), m)
+            done += len(chunk)
     else:
         model_idx = np.arange(len(item_ids), dtype=np.int64)
         neighbours = _artifact(artifacts, ITEM_NEIGHBOURS)
