@@ -281,7 +281,8 @@ def test_similar_items_blend_matches_brute_force_and_cold_items_get_neighbours(s
     assert got["c1"][0][1] == "w2"
     assert "c3" not in got  # a genre nobody else has and no price: nothing relates it
     assert model.stats["metadata_fields"] == ["GENRE", "PRICE"]
-    related = lists_of(related_items(model.artifacts, 2), ITEM_ID, RELATED_ITEM_ID)
+    queries = spark.createDataFrame([("c2",), ("c3",)], f"{ITEM_ID} string")
+    related = lists_of(related_items(model.artifacts, 2, queries), ITEM_ID, RELATED_ITEM_ID)
     assert [r[3] for r in related["c2"]] == ["model", "model"]
     assert [r[3] for r in related["c3"]] == ["popular", "popular"]
     model.release()
@@ -429,3 +430,61 @@ def test_sar_without_decay_and_without_exclusions(spark):
     assert got["u1"] == [(1, "C", pytest.approx(0.5), "model"), (2, "A", pytest.approx(1 / 3), "model"),
                          (3, "B", pytest.approx(1 / 3), "model"), (4, "D", None, "popular")]
     model.release()
+
+
+# ---------------------------------------------------------------- evaluation and parameter search
+
+def evaluate_settings(**evaluate):
+    from batchrec.config import EvaluateSettings
+
+    return make_settings(evaluate=EvaluateSettings(**{"protocol": "stratified-item", "k": (5,), **evaluate}))
+
+
+def test_ease_parameter_search_tries_regularization_values(spark, frame):
+    from batchrec.evaluation import runner
+
+    settings = evaluate_settings(hpo_trials=2, hpo_method="grid", hpo_metric="ndcg@5")
+    best, trials = runner.search_parameters(spark, "ease", frame, settings)
+    assert [t["params"]["regularization"] for t in trials] == [200.0, 25.0]  # defaults first, then the grid
+    assert best == max(trials, key=lambda t: t["value"])["params"]
+    assert all(0.0 <= t["value"] <= 1.0 for t in trials)
+
+
+def test_related_items_recipes_skip_per_user_metrics_and_cannot_be_evaluated(spark, frame):
+    from batchrec import cli
+    from batchrec.evaluation import runner
+
+    metrics = runner.holdout_metrics(spark, "sims", frame, evaluate_settings())
+    assert metrics["skipped"] == "recipe sims relates items to items; per-user hold-out metrics do not apply"
+    with pytest.raises(UsageError, match=r"--recipe similar-items relates items to items"):
+        runner.check_per_user("similar-items")
+    assert cli.main(["evaluate", "--interactions", "unused.csv", "--recipe", "ease", "--recipe", "sims",
+                     "--report", "unused.json"]) == 2
+
+
+def test_ease_beats_als_on_movielens_with_a_paired_interval_above_1(spark, movielens_ratings):
+    """The published-table protocol (per-item random 75/25, K=10): EASE's default against ALS's."""
+    from pyspark.sql import functions as F
+
+    from batchrec.config import load_settings
+    from batchrec.evaluation import compare, runner, splits
+
+    base = load_settings()
+    settings = dataclasses.replace(base, evaluate=dataclasses.replace(
+        base.evaluate, protocol="stratified-item", k=(10,)))
+    raw = spark.read.csv(str(movielens_ratings), header=True)
+    frame = raw.select(F.col("userId").alias(USER_ID), F.col("movieId").alias(ITEM_ID),
+                       F.col("rating").cast("double").alias("EVENT_VALUE"),
+                       F.col("timestamp").cast("long").alias("TIMESTAMP"),
+                       F.lit("rating").alias("EVENT_TYPE")).persist()
+    split = splits.split_interactions(frame, "stratified-item", settings.evaluate, settings.prepare).persist()
+    context = runner.prepare_context(frame, split, (10,), with_popularity=False)
+    results = [runner.evaluate_recipe(spark, recipe, context, settings, per_user_metric="ndcg@10")
+               for recipe in ("user-personalization", "ease")]
+    als, ease = (r.metrics["ndcg@10"] for r in results)
+    versus = compare.versus_first(results, "ndcg@10", seed=settings.evaluate.seed)[1]
+    print(f"ndcg@10 als={als:.4f} ease={ease:.4f} versus={versus}")
+    assert ease > als
+    assert versus["low"] > 1.0
+    split.unpersist()
+    frame.unpersist()

@@ -142,7 +142,7 @@ class SimilarItemsSettings:
 class EaseSettings:
     """ease: Steck's closed-form item-item model, inverted on the driver."""
 
-    regularization: float = 400.0
+    regularization: float = 200.0
     max_items: int = 30000
     min_user_history_length_percentile: float = 0.0
     max_user_history_length_percentile: float = 1.0

@@ -7,7 +7,7 @@ With X the binary users x items matrix of the prepared interactions and G = Xᵀ
     B = I - P · diag(1 / diag(P))        i.e.  B_ij = -P_ij / P_jj,  B_jj = 0
 
 and a user's scores are their history times B: ``score_j = sum_i x_ui B_ij``
-(``batchrec.scoring.item_based``). λ = ``regularization`` (default 400, chosen on validation data:
+(``batchrec.scoring.item_based``). λ = ``regularization`` (default 200, chosen on validation data:
 docs/benchmarks.md; ``train --hpo`` searches it).
 
 The inversion runs on the driver in float32 (Cholesky, LAPACK ``spotrf``/``spotri``): memory is
