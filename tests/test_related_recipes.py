@@ -488,3 +488,43 @@ def test_ease_beats_als_on_movielens_with_a_paired_interval_above_1(spark, movie
     assert versus["low"] > 1.0
     split.unpersist()
     frame.unpersist()
+
+
+def test_train_and_recommend_from_saved_versions(spark, tmp_path, rows, capsys):
+    """ease through the CLI (weights written and read back as Parquet) and sims with --evaluate."""
+    import json
+
+    from batchrec import cli, registry
+
+    data = tmp_path / "interactions.csv"
+    data.write_text("USER_ID,ITEM_ID,EVENT_TYPE,TIMESTAMP\n"
+                    + "".join(f"{u},{i},{e},{t}\n" for u, i, e, _, t in rows))
+    small = ["--min-interactions", "10", "--min-users", "2", "--run-date", "2026-01-10"]
+    ease_solution, sims_solution = str(tmp_path / "ease"), str(tmp_path / "sims")
+    assert cli.main(["train", "--recipe", "ease", "--interactions", str(data), "--solution", ease_solution,
+                     "--param", "regularization=5.0", "--no-evaluate", *small]) == 0
+    out = str(tmp_path / "recs")
+    assert cli.main(["recommend", "--solution", ease_solution, "--output", out, "--num-results", "4",
+                     "--run-date", "2026-01-10"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["users"] == 30 and summary["rows"] == 120
+    users = user_sets(rows)
+    item_ids = sorted({i for items in users.values() for i in items})
+    x = np.array([[1.0 if i in users[u] else 0.0 for i in item_ids] for u in sorted(users)])
+    expected = item_based_reference(users, item_ids, ease_reference(x, 5.0), 4, popular_reference(users))
+    got = lists_of(spark.read.format("delta").load(out).withColumnRenamed("user_id", USER_ID)
+                   .withColumnRenamed("item_id", ITEM_ID), USER_ID, ITEM_ID)
+    assert_lists_equal(got, expected)
+
+    assert cli.main(["train", "--recipe", "sims", "--interactions", str(data), "--solution", sims_solution,
+                     "--param", "min_cointeraction_count=2", *small]) == 0
+    version = registry.load_version(spark, sims_solution)
+    assert "skipped" in version.metadata["metrics"]
+    artifacts = registry.load_artifacts(spark, version)
+    stored = neighbours_of(artifacts["item_neighbours"])
+    caps = {k: v for k, v in resolve_params("sims", make_settings()).items() if "percentile" in k}
+    assert caps["min_user_history_length_percentile"] == 0.005  # Personalize's default caps applied
+    assert stored and all(len(v) <= 100 for v in stored.values())
+    related = lists_of(related_items(artifacts, 3), ITEM_ID, RELATED_ITEM_ID)
+    assert set(related) == set(item_ids)
+    assert all([r[0] for r in lst] == [1, 2, 3] and all(r[1] != item for r in lst) for item, lst in related.items())
