@@ -528,3 +528,15 @@ def test_train_and_recommend_from_saved_versions(spark, tmp_path, rows, capsys):
     related = lists_of(related_items(artifacts, 3), ITEM_ID, RELATED_ITEM_ID)
     assert set(related) == set(item_ids)
     assert all([r[0] for r in lst] == [1, 2, 3] and all(r[1] != item for r in lst) for item, lst in related.items())
+
+
+def test_item_based_scoring_reports_missing_or_corrupt_weights(spark, frame):
+    model = train_recipe(spark, "ease", frame, make_settings(), {"regularization": 5.0, "max_items": 3})
+    users = spark.createDataFrame([("u00",)], f"{USER_ID} string")
+    missing = {k: v for k, v in model.artifacts.items() if k != "item_weights"}
+    with pytest.raises(JobError, match=r"no 'item_weights' artifact"):
+        recommend_for_users(spark, "ease", missing, users, None, 3, RECOMMEND)
+    short = model.artifacts["item_weights"].selectExpr("item_idx", "slice(weights, 1, 2) AS weights")
+    with pytest.raises(JobError, match=r"item_weights: each of the 3 rows must hold 3 weights"):
+        recommend_for_users(spark, "ease", {**model.artifacts, "item_weights": short}, users, None, 3, RECOMMEND)
+    model.release()
