@@ -24,8 +24,8 @@ setup(
     install_requires=SPARK_PINS + [
         "pyarrow>=14",
         "numpy>=1.24",
-        # the cg ALS solver's sparse products (batchrec.recipes.als_cg_kernel)
-        "scipy>=1.10",
+        # sparse products (cg ALS kernel, co-occurrence, item-based scoring), LAPACK's Cholesky (ease)
+        "scipy>=1.11",
         # pyspark 4.0's Arrow conversions are written for pandas 2 (pandas 3 warns on every batch).
         "pandas>=2.0,<3",
         "boto3>=1.28",

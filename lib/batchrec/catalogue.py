@@ -312,3 +312,104 @@ register(RecipeSpec(
     scorer="batchrec.scoring.lists",
     scorer_options={"lists": ((TRENDING_ITEMS, "trending"), (POPULAR_ITEMS, "popular"))},
 ))
+
+
+ITEM_NEIGHBOURS = "item_neighbours"
+ITEM_NEIGHBOURS_SCHEMA = "ITEM_ID string, rank int, NEIGHBOUR_ID string, score double"
+MAX_NEIGHBOURS = 1000
+
+
+def _caps(min_user: float, max_user: float, min_item: float, max_item: float) -> dict:
+    """Personalize's SIMS featurization caps, percentiles from 0 to 1 (0 and 1 switch one off)."""
+    unit = {"minimum": 0.0, "maximum": 1.0}
+    return {
+        "min_user_history_length_percentile": Param(min_user, **unit),
+        "max_user_history_length_percentile": Param(max_user, **unit),
+        "min_item_interaction_count_percentile": Param(min_item, **unit),
+        "max_item_interaction_count_percentile": Param(max_item, **unit),
+    }
+
+
+def _caps_ordered(params: Mapping[str, Any]) -> Optional[str]:
+    for kind in ("user_history_length", "item_interaction_count"):
+        low, high = params[f"min_{kind}_percentile"], params[f"max_{kind}_percentile"]
+        if low > high:
+            return (f"parameters min_{kind}_percentile={low} > max_{kind}_percentile={high}; "
+                    "expected the minimum percentile at most the maximum")
+    return None
+
+
+register(RecipeSpec(
+    name="sims",
+    module="batchrec.recipes.sims",
+    settings_section="sims",
+    summary="related items by co-occurrence (Personalize's SIMS)",
+    params={
+        "popularity_discount_factor": Param(0.5, minimum=0.0, maximum=1.0,
+                                            help="score = co-count / (n_i * n_j) ** factor"),
+        "min_cointeraction_count": Param(3, minimum=0, help="users who interacted with both items"),
+        "similarity": Param("cooccurrence", choices=("cooccurrence", "cosine", "jaccard", "lift", "llr")),
+        "num_neighbours": Param(100, minimum=1, maximum=MAX_NEIGHBOURS, help="kept per item"),
+        **_caps(0.005, 0.995, 0.01, 1.0),
+    },
+    search_space={"popularity_discount_factor": (0.0, 0.25, 0.5, 0.75, 1.0)},
+    artifacts={ITEM_NEIGHBOURS: ITEM_NEIGHBOURS_SCHEMA},
+    answers=frozenset({ITEMS_FOR_ITEM}),
+    scorer="batchrec.scoring.related",
+    rules=(_caps_ordered,),
+))
+
+register(RecipeSpec(
+    name="similar-items",
+    module="batchrec.recipes.similar_items",
+    settings_section="similar_items",
+    summary="co-occurrence blended with item metadata, so cold items get neighbours too",
+    params={
+        "min_cointeraction_count": Param(2, minimum=0),
+        "interaction_shrinkage": Param(5.0, minimum=0.0,
+                                       help="co-occurrence weight of an item with n interactions: n/(n+s)"),
+        "num_neighbours": Param(100, minimum=1, maximum=MAX_NEIGHBOURS),
+        "max_values_per_field": Param(200, minimum=1),
+        "numeric_bins": Param(10, minimum=2),
+        **_caps(0.005, 0.995, 0.0, 1.0),
+    },
+    artifacts={ITEM_NEIGHBOURS: ITEM_NEIGHBOURS_SCHEMA},
+    answers=frozenset({ITEMS_FOR_ITEM}),
+    scorer="batchrec.scoring.related",
+    rules=(_caps_ordered,),
+))
+
+register(RecipeSpec(
+    name="ease",
+    module="batchrec.recipes.ease",
+    settings_section="ease",
+    summary="Steck's EASE: closed-form item-item regression on the co-occurrence matrix",
+    params={
+        "regularization": Param(200.0, above=0.0, help="lambda, chosen on validation data"),
+        "max_items": Param(30000, minimum=1, help="driver-side inversion; beyond it the most frequent items"),
+        **_caps(0.0, 1.0, 0.0, 1.0),
+    },
+    search_space={"regularization": (25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)},
+    answers=frozenset({ITEMS_FOR_USER, SCORED}),
+    scorer="batchrec.scoring.item_based",
+    rules=(_caps_ordered,),
+))
+
+register(RecipeSpec(
+    name="sar",
+    module="batchrec.recipes.sar",
+    settings_section="sar",
+    summary="SAR: time-decayed user affinity times item similarity",
+    params={
+        "similarity": Param("jaccard", choices=("jaccard", "lift", "cooccurrence")),
+        "time_decay_half_life_days": Param(30.0, minimum=0.0, help="0 = no decay"),
+        "min_cointeraction_count": Param(1, minimum=0),
+        "num_neighbours": Param(500, minimum=1, maximum=MAX_NEIGHBOURS),
+        **_caps(0.0, 1.0, 0.0, 1.0),
+    },
+    search_space={"similarity": ("jaccard", "lift"),
+                  "time_decay_half_life_days": (0.0, 7.0, 30.0, 90.0, 365.0)},
+    answers=frozenset({ITEMS_FOR_USER, SCORED}),
+    scorer="batchrec.scoring.item_based",
+    rules=(_caps_ordered,),
+))

@@ -16,6 +16,7 @@ CREATION_TIMESTAMP = "CREATION_TIMESTAMP"
 USER_IDX = "user_idx"
 ITEM_IDX = "item_idx"
 CONFIDENCE = "confidence"
+NEIGHBOUR_ID = "NEIGHBOUR_ID"  # item_neighbours artifact: a related item of ITEM_ID
 SOURCE_FILE = "_source_file"
 
 # Output tables (Delta) of the batch jobs.
@@ -28,6 +29,7 @@ OUT_ITEM_ID = "item_id"
 OUT_RANK = "rank"
 OUT_SCORE = "score"
 OUT_REASON = "reason"
+RELATED_ITEM_ID = "RELATED_ITEM_ID"  # related-items output: an item related to ITEM_ID
 
 # Reasons attached to each recommended item.
 REASON_MODEL = "model"

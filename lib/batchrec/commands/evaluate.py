@@ -86,6 +86,7 @@ def run(
     recipes = tuple(dict.fromkeys(recipes))
     routed = route_params(recipes, params)
     for recipe in recipes:  # fail on a bad --param before reading any data
+        runner.check_per_user(recipe)
         resolve_params(recipe, settings, routed[recipe])
     if hpo:
         runner.check_hpo_metric(config.hpo_metric, config.k)

@@ -22,6 +22,16 @@ from batchrec.evaluation import hpo, metrics, splits
 
 log = logging.getLogger(__name__)
 
+# Recipes without per-user lists: they train and serve `related`, but cannot be evaluated per user.
+RELATED_ITEMS_RECIPES = ("sims", "similar-items")
+
+
+def check_per_user(recipe: str) -> None:
+    """Raises UsageError for a recipe that produces related items instead of per-user lists."""
+    if recipe in RELATED_ITEMS_RECIPES:
+        raise UsageError(f"--recipe {recipe} relates items to items and has no per-user "
+                         f"recommendations to evaluate; evaluate per-user recipes instead")
+
 
 @dataclass
 class RecipeResult:
@@ -92,7 +102,10 @@ def evaluate_recipe(spark, recipe: str, context: EvaluationContext, settings,
     start = time.perf_counter()
     model = train_recipe(spark, recipe, split.train, settings.prepare,
                          resolve_params(recipe, settings, params), items=context.items)
-    materialized = [catalogue.POPULAR_ITEMS, *catalogue.get(recipe).artifacts]
+    # Every model artifact but the ID maps and bookkeeping, materialized now so the timings split
+    # where the work is.
+    materialized = [name for name in model.artifacts if name not in (
+        catalogue.USER_MAP, catalogue.ITEM_MAP, catalogue.ITEM_STATS, catalogue.SEEN_ITEMS)]
     for name in materialized:
         if name in model.artifacts:  # materialize now so the timings split where the work is
             model.artifacts[name] = model.artifacts[name].persist()
@@ -140,6 +153,9 @@ def holdout_metrics(spark, recipe: str, interactions: DataFrame, settings,
         ``{"protocol": ..., "skipped": "<why>"}`` and a warning is logged.
     """
     config = settings.evaluate
+    if recipe in RELATED_ITEMS_RECIPES:
+        return {"protocol": config.protocol, "skipped": f"recipe {recipe} relates items to items; "
+                                                        f"per-user hold-out metrics do not apply"}
     try:
         split = splits.split_interactions(interactions, config.protocol, config, settings.prepare)
     except DataError as exc:

@@ -61,6 +61,12 @@ class TrainingData:
     reference_time: Optional[int]
     checkpoint_dir: Optional[str] = None
     items: Optional[DataFrame] = None  # the validated Items dataset, for recipes that use metadata
+    cached: list = field(default_factory=list, repr=False)
+
+    def keep(self, df: DataFrame) -> DataFrame:
+        """Persist ``df`` until the model is released (for inputs the artifacts read several times)."""
+        self.cached.append(df.persist())
+        return df
 
 
 def recipe_settings(settings, recipe: str):
@@ -151,7 +157,7 @@ def train_recipe(
         own_artifacts, own_stats = spec.training_module().train(spark, data, resolved)
     artifacts.update(own_artifacts)
     stats.update(own_stats)
-    return TrainedModel(recipe, resolved, artifacts, stats, cached=[events, prepared])
+    return TrainedModel(recipe, resolved, artifacts, stats, cached=[events, prepared, *data.cached])
 
 
 def seen_items(interactions: DataFrame) -> DataFrame:

@@ -73,7 +73,7 @@ def items_for_user(model: Model, users: DataFrame, exclude: Optional[DataFrame],
               if exploring else F.lit(REASON_MODEL))
     parts = [scored.select(USER_ID, RANK, ITEM_ID, SCORE, reason.alias(REASON))]
 
-    ranked = popular_fallback(model)
+    ranked = popular_fallback(model.artifacts)
     if ranked:
         parts.append(from_list(unknown, ranked, exclude, settings.users_per_batch, 0, num_results))
         in_model = set(matrix.item_ids.tolist()) if matrix.item_ids is not None else set()
@@ -95,7 +95,7 @@ def rank_items(model: Model, requests: DataFrame, users_per_batch: int) -> DataF
     """Each request's ``itemList`` by dot product; unknown users by the popular list."""
     features = user_vectors(model).select(USER_ID, topk.FEATURES)
     return ranking.rank_requests(requests.join(features, USER_ID, "left"), item_matrix(model),
-                                 popular_fallback(model), users_per_batch)
+                                 popular_fallback(model.artifacts), users_per_batch)
 
 
 def _bonus(model: Model, matrix, settings, items, reference_time) -> DataFrame:

@@ -20,7 +20,7 @@ from batchrec.scoring.recommend import from_list, ranked_list
 
 def stored_list(model: Model) -> list[tuple[str, str]]:
     """The model's combined ranked list ``[(ITEM_ID, reason), ...]``."""
-    return ranked_list(model, model.spec.scorer_options["lists"])
+    return ranked_list(model.artifacts, model.spec.scorer_options["lists"])
 
 
 def items_for_user(model: Model, users: DataFrame, exclude: Optional[DataFrame], num_results: int,

@@ -96,16 +96,22 @@ def recommend_for_users(
                                                 items=items, reference_time=reference_time)
 
 
-def ranked_list(model: Model, lists: Sequence[tuple[str, str]] = POPULAR_LIST) -> list[tuple[str, str]]:
+def artifact(artifacts: Mapping[str, DataFrame], name: str) -> DataFrame:
+    """``artifacts[name]`` or a JobError naming the missing artifact."""
+    return Model(None, artifacts).artifact(name)
+
+
+def ranked_list(artifacts: Mapping[str, DataFrame],
+                lists: Sequence[tuple[str, str]] = POPULAR_LIST) -> list[tuple[str, str]]:
     """The stored ranked lists ``[(artifact, reason), ...]`` as ``(ITEM_ID, reason)`` in rank order,
     each item once (a later list only adds items the earlier ones lack). A missing list other than
     the first is skipped."""
     ranked: list[tuple[str, str]] = []
     listed: set[str] = set()
     for position, (name, reason) in enumerate(lists):
-        if position and not model.has(name):
+        if position and artifacts.get(name) is None:
             continue
-        rows = (model.artifact(name).orderBy(F.col(RANK), F.col(ITEM_ID))
+        rows = (artifact(artifacts, name).orderBy(F.col(RANK), F.col(ITEM_ID))
                 .select(ITEM_ID).limit(MAX_LIST_ITEMS).collect())
         for row in rows:
             if row[ITEM_ID] is not None and row[ITEM_ID] not in listed:
@@ -114,13 +120,13 @@ def ranked_list(model: Model, lists: Sequence[tuple[str, str]] = POPULAR_LIST) -
     return ranked
 
 
-def popular_fallback(model: Model) -> list[tuple[str, str]]:
+def popular_fallback(artifacts: Mapping[str, DataFrame]) -> list[tuple[str, str]]:
     """The popular list for users or requests the model cannot score ([] when it has none)."""
-    if not model.has(catalogue.POPULAR_ITEMS):
+    if artifacts.get(catalogue.POPULAR_ITEMS) is None:
         log.warning("solution version has no %s artifact: users unknown to the model get nothing",
                     catalogue.POPULAR_ITEMS)
         return []
-    return ranked_list(model, POPULAR_LIST)
+    return ranked_list(artifacts, POPULAR_LIST)
 
 
 def fill_users(fill: DataFrame, exclude: Optional[DataFrame]) -> DataFrame:
