@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from batchrec import catalogue
+
 from batchrec.columns import ITEM_ID, ITEM_IDX, USER_ID
 from batchrec.errors import UsageError
 from batchrec.recipes import cooccurrence as cooc
@@ -278,12 +280,11 @@ def test_caps_off_keep_everything(cap_frame):
 
 
 @pytest.mark.parametrize("params,message", [
-    ({"max_user_history_length_percentile": 1.5}, r"max_user_history_length_percentile=1.5 .* 0 to 1"),
+    ({"max_user_history_length_percentile": 1.5},
+     r"max_user_history_length_percentile=1.5 .* expected float >= 0.0 and <= 1.0"),
     ({"min_item_interaction_count_percentile": 0.5, "max_item_interaction_count_percentile": 0.2},
      r"min_item_interaction_count_percentile=0.5 > max_item_interaction_count_percentile=0.2"),
 ])
 def test_bad_caps_are_usage_errors(params, message):
-    full = {**{name: 0.0 for name in cooc.CAP_PARAMS[::2]}, **{name: 1.0 for name in cooc.CAP_PARAMS[1::2]},
-            **params}
     with pytest.raises(UsageError, match=message):
-        cooc.check_caps("sims", full)
+        catalogue.resolve_params("sims", None, params)

@@ -107,7 +107,6 @@ class Caps:
 
 
 CAP_PARAMS = tuple(f.name for f in dataclasses.fields(Caps))
-CAP_PARAM_TYPES = {name: float for name in CAP_PARAMS}
 
 
 def caps_of(params: Mapping) -> Caps:
@@ -115,42 +114,14 @@ def caps_of(params: Mapping) -> Caps:
     return Caps(**{name: float(params[name]) for name in CAP_PARAMS})
 
 
-def cap_defaults(section) -> dict:
-    """The four cap parameters of a settings section."""
-    return {name: getattr(section, name) for name in CAP_PARAMS}
 
 
-def check_caps(recipe: str, params: Mapping) -> None:
-    """Raises UsageError for a cap outside [0, 1] or a min above its max."""
-    for name in CAP_PARAMS:
-        if not 0.0 <= params[name] <= 1.0:
-            raise UsageError(f"parameter {name}={params[name]} for recipe {recipe}; expected 0 to 1")
-    for low, high in ((CAP_PARAMS[0], CAP_PARAMS[1]), (CAP_PARAMS[2], CAP_PARAMS[3])):
-        if params[low] > params[high]:
-            raise UsageError(f"parameters {low}={params[low]} > {high}={params[high]} for recipe "
-                             f"{recipe}; expected the minimum percentile at most the maximum")
 
 
-def check_choice(recipe: str, name: str, value: str, choices) -> None:
-    """Raises UsageError unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise UsageError(f"parameter {name}={value!r} for recipe {recipe}; expected one of "
-                         f"{', '.join(choices)}")
 
 
-def check_at_least(recipe: str, params: Mapping, minimums: Mapping) -> None:
-    """Raises UsageError for a parameter below its minimum."""
-    for name, minimum in minimums.items():
-        if params[name] < minimum:
-            raise UsageError(f"parameter {name}={params[name]} for recipe {recipe}; "
-                             f"expected >= {minimum}")
 
 
-def check_neighbours(recipe: str, params: Mapping, name: str = "num_neighbours") -> None:
-    """Raises UsageError unless 1 <= ``params[name]`` <= :data:`MAX_NEIGHBOURS`."""
-    if not 1 <= params[name] <= MAX_NEIGHBOURS:
-        raise UsageError(f"parameter {name}={params[name]} for recipe {recipe}; expected 1 to "
-                         f"{MAX_NEIGHBOURS}")
 
 
 # ---------------------------------------------------------------- histories and caps

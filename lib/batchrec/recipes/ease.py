@@ -32,13 +32,12 @@ from pyspark.sql import functions as F
 
 from batchrec import logs
 from batchrec.columns import ITEM_IDX, USER_ID, USER_IDX
-from batchrec.errors import JobError, UsageError
+from batchrec.errors import JobError
 from batchrec.recipes import cooccurrence as cooc
 
 log = logging.getLogger(__name__)
 
 RECIPE = "ease"
-PARAM_TYPES = {"regularization": float, "max_items": int, **cooc.CAP_PARAM_TYPES}
 ITEM_WEIGHTS = "item_weights"
 USER_HISTORY = cooc.USER_HISTORY
 WEIGHTS = "weights"
@@ -49,20 +48,8 @@ _MIRROR_BLOCK = 1024
 BATCH_BYTES = 8 << 20
 
 
-def defaults(settings) -> dict:
-    """Parameters from the ``[ease]`` settings."""
-    section = settings.ease
-    return {"regularization": section.regularization, "max_items": section.max_items,
-            **cooc.cap_defaults(section)}
 
 
-def check(params: dict) -> None:
-    """Raises UsageError unless regularization > 0 and max_items >= 1, and for a bad cap."""
-    if not params["regularization"] > 0:
-        raise UsageError(f"parameter regularization={params['regularization']} for recipe {RECIPE}; "
-                         f"expected a number > 0")
-    cooc.check_at_least(RECIPE, params, {"max_items": 1})
-    cooc.check_caps(RECIPE, params)
 
 
 def train(spark, data, params: dict) -> tuple[dict, dict]:

@@ -32,34 +32,14 @@ from pyspark.sql import functions as F
 from batchrec.columns import ITEM_ID, ITEM_IDX, TIMESTAMP, USER_ID, USER_IDX
 from batchrec.dates import SECONDS_PER_DAY
 from batchrec.datasets.prepare import WEIGHT
-from batchrec.errors import UsageError
 from batchrec.recipes import cooccurrence as cooc
 
 RECIPE = "sar"
 SIMILARITIES = (cooc.JACCARD, cooc.LIFT, cooc.COOCCURRENCE)
-PARAM_TYPES = {"similarity": str, "time_decay_half_life_days": float, "min_cointeraction_count": int,
-               "num_neighbours": int, **cooc.CAP_PARAM_TYPES}
 
 
-def defaults(settings) -> dict:
-    """Parameters from the ``[sar]`` settings."""
-    section = settings.sar
-    return {"similarity": section.similarity,
-            "time_decay_half_life_days": section.time_decay_half_life_days,
-            "min_cointeraction_count": section.min_cointeraction_count,
-            "num_neighbours": section.num_neighbours, **cooc.cap_defaults(section)}
 
 
-def check(params: dict) -> None:
-    """Raises UsageError for an unknown similarity, a negative half-life or co-count, a neighbour
-    count outside 1..1000 or a bad cap."""
-    cooc.check_choice(RECIPE, "similarity", params["similarity"], SIMILARITIES)
-    if params["time_decay_half_life_days"] < 0:
-        raise UsageError(f"parameter time_decay_half_life_days={params['time_decay_half_life_days']} "
-                         f"for recipe {RECIPE}; expected days >= 0 (0 = no decay)")
-    cooc.check_at_least(RECIPE, params, {"min_cointeraction_count": 0})
-    cooc.check_neighbours(RECIPE, params)
-    cooc.check_caps(RECIPE, params)
 
 
 def train(spark, data, params: dict) -> tuple[dict, dict]:

@@ -36,7 +36,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchrec.columns import ITEM_ID, ITEM_IDX, NEIGHBOUR_ID
-from batchrec.errors import UsageError
 from batchrec.recipes import cooccurrence as cooc
 from batchrec.recipes import item_metadata
 from batchrec.scoring.topk import MAX_BLOCK_CELLS, select_top_k
@@ -44,33 +43,14 @@ from batchrec.scoring.topk import MAX_BLOCK_CELLS, select_top_k
 log = logging.getLogger(__name__)
 
 RECIPE = "similar-items"
-PARAM_TYPES = {"min_cointeraction_count": int, "interaction_shrinkage": float, "num_neighbours": int,
-               "max_values_per_field": int, "numeric_bins": int, **cooc.CAP_PARAM_TYPES}
 CANDIDATE_FACTOR = 4
 POSITION = "position"
 COOC = "cooc"
 _COOC_POS = "cooc_position"
 
 
-def defaults(settings) -> dict:
-    """Parameters from the ``[similar_items]`` settings."""
-    section = settings.similar_items
-    return {"min_cointeraction_count": section.min_cointeraction_count,
-            "interaction_shrinkage": section.interaction_shrinkage,
-            "num_neighbours": section.num_neighbours,
-            "max_values_per_field": section.max_values_per_field,
-            "numeric_bins": section.numeric_bins, **cooc.cap_defaults(section)}
 
 
-def check(params: dict) -> None:
-    """Raises UsageError for a value out of range (shrinkage < 0, bins < 2, ...)."""
-    if params["interaction_shrinkage"] < 0:
-        raise UsageError(f"parameter interaction_shrinkage={params['interaction_shrinkage']} for "
-                         f"recipe {RECIPE}; expected >= 0")
-    cooc.check_at_least(RECIPE, params, {"min_cointeraction_count": 0, "max_values_per_field": 1,
-                                         "numeric_bins": 2})
-    cooc.check_neighbours(RECIPE, params)
-    cooc.check_caps(RECIPE, params)
 
 
 def train(spark, data, params: dict) -> tuple[dict, dict]:

@@ -31,33 +31,13 @@ few interactions, or unknown) get popular items at inference (``batchrec.scoring
 
 from __future__ import annotations
 
-from batchrec.errors import UsageError
 from batchrec.recipes import cooccurrence as cooc
 
-PARAM_TYPES = {"popularity_discount_factor": float, "min_cointeraction_count": int,
-               "similarity": str, "num_neighbours": int, **cooc.CAP_PARAM_TYPES}
 RECIPE = "sims"
 
 
-def defaults(settings) -> dict:
-    """Parameters from the ``[sims]`` settings."""
-    section = settings.sims
-    return {"popularity_discount_factor": section.popularity_discount_factor,
-            "min_cointeraction_count": section.min_cointeraction_count,
-            "similarity": section.similarity, "num_neighbours": section.num_neighbours,
-            **cooc.cap_defaults(section)}
 
 
-def check(params: dict) -> None:
-    """Raises UsageError for a discount outside [0, 1], an unknown similarity, a negative
-    co-interaction count, a neighbour count outside 1..1000 or a bad cap."""
-    if not 0.0 <= params["popularity_discount_factor"] <= 1.0:
-        raise UsageError(f"parameter popularity_discount_factor={params['popularity_discount_factor']} "
-                         f"for recipe {RECIPE}; expected 0 to 1")
-    cooc.check_choice(RECIPE, "similarity", params["similarity"], cooc.SIMILARITIES)
-    cooc.check_at_least(RECIPE, params, {"min_cointeraction_count": 0})
-    cooc.check_neighbours(RECIPE, params)
-    cooc.check_caps(RECIPE, params)
 
 
 def train(spark, data, params: dict) -> tuple[dict, dict]:
