@@ -458,6 +458,21 @@ def test_corrupted_pages_in_a_factor_file_name_the_file(spark, factor_version, c
     registry.read_artifact(spark, saved, "item_map")  # the other artifact is fine
 
 
+def test_corrupted_pages_in_a_parquet_dataset_name_the_file(spark, capsys, tmp_path):
+    folder = tmp_path / "interactions"
+    rows = [(f"u{u}", f"i{u % 7}", 1700000000 + u) for u in range(300)]
+    (spark.createDataFrame(rows, "USER_ID string, ITEM_ID string, TIMESTAMP long").coalesce(1)
+     .write.parquet(str(folder)))
+    part = sorted(folder.glob("part-*.parquet"))[0]
+    corrupt_pages(part)
+    before = snapshot(tmp_path)
+    code, _, err = cli(capsys, "validate", *COMMON, *LOW_LIMITS, "--interactions", folder)
+    assert code == 1
+    line = one_line(err)
+    assert line.startswith("batchrec: error: ") and part.name in line
+    assert snapshot(tmp_path) == before
+
+
 # --- Subprocess runs: what the console shows when Spark itself fails ------------------------------
 
 
