@@ -273,6 +273,25 @@ def test_recommend_answers_hostile_lines_with_errors_in_valid_json(spark, capsys
     assert parsed[1]["input"] == '{"userId": "u13"} trailing'
 
 
+def test_jsonl_never_replaces_the_delta_output_or_the_solution(spark, capsys, popularity_solution, tmp_path):
+    import shutil
+
+    solution = tmp_path / "solution"
+    shutil.copytree(popularity_solution, solution)
+    table = tmp_path / "recs"
+    assert cli(capsys, "recommend", *COMMON, "--solution", solution, "--output", table)[0] == 0
+    rows = sorted(map(tuple, spark.read.format("delta").load(str(table)).collect()))
+    before = snapshot(tmp_path)
+    for jsonl in (table, f"{table}/", solution):
+        code, _, err = cli(capsys, "recommend", *COMMON, "--solution", solution, "--output", table,
+                           "--jsonl", jsonl)
+        assert code == 2 and "--jsonl" in one_line(err) and "is not a previous JSON-lines output" in err
+    assert sorted(map(tuple, spark.read.format("delta").load(str(table)).collect())) == rows
+    after = snapshot(tmp_path)  # the re-run commits to the table again, so files may be added
+    assert all(after.get(k) == v for k, v in before.items() if "_delta_log" not in k)
+    assert snapshot(solution) == {k: v for k, v in before.items() if k.startswith(str(solution))}
+
+
 # --- 4. CSV as RFC 4180 ---------------------------------------------------------------------------
 
 

@@ -67,6 +67,8 @@ def expected_request(raw: bytes):
     user = value.get("userId")
     if isinstance(user, bool) or not isinstance(user, (str, int)):
         return False, None, text
+    if isinstance(user, int) and not -2**63 <= user < 2**63:  # IDs are strings or 64-bit integers
+        return False, None, text
     user = str(user)
     if not user.strip(" "):
         return False, None, text
