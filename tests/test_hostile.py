@@ -273,6 +273,25 @@ def test_recommend_answers_hostile_lines_with_errors_in_valid_json(spark, capsys
     assert parsed[1]["input"] == '{"userId": "u13"} trailing'
 
 
+def test_jsonl_never_replaces_the_delta_output_or_the_solution(spark, capsys, popularity_solution, tmp_path):
+    import shutil
+
+    solution = tmp_path / "solution"
+    shutil.copytree(popularity_solution, solution)
+    table = tmp_path / "recs"
+    assert cli(capsys, "recommend", *COMMON, "--solution", solution, "--output", table)[0] == 0
+    rows = sorted(map(tuple, spark.read.format("delta").load(str(table)).collect()))
+    before = snapshot(tmp_path)
+    for jsonl in (table, f"{table}/", solution):
+        code, _, err = cli(capsys, "recommend", *COMMON, "--solution", solution, "--output", table,
+                           "--jsonl", jsonl)
+        assert code == 2 and "--jsonl" in one_line(err) and "is not a previous JSON-lines output" in err
+    assert sorted(map(tuple, spark.read.format("delta").load(str(table)).collect())) == rows
+    after = snapshot(tmp_path)  # the re-run commits to the table again, so files may be added
+    assert all(after.get(k) == v for k, v in before.items() if "_delta_log" not in k)
+    assert snapshot(solution) == {k: v for k, v in before.items() if k.startswith(str(solution))}
+
+
 # --- 4. CSV as RFC 4180 ---------------------------------------------------------------------------
 
 
@@ -456,6 +475,21 @@ def test_corrupted_pages_in_a_factor_file_name_the_file(spark, factor_version, c
     assert message.startswith("corrupt artifact file ") and part.name in message
     assert f"(solution version {saved.version})" in message and "\n" not in message
     registry.read_artifact(spark, saved, "item_map")  # the other artifact is fine
+
+
+def test_corrupted_pages_in_a_parquet_dataset_name_the_file(spark, capsys, tmp_path):
+    folder = tmp_path / "interactions"
+    rows = [(f"u{u}", f"i{u % 7}", 1700000000 + u) for u in range(300)]
+    (spark.createDataFrame(rows, "USER_ID string, ITEM_ID string, TIMESTAMP long").coalesce(1)
+     .write.parquet(str(folder)))
+    part = sorted(folder.glob("part-*.parquet"))[0]
+    corrupt_pages(part)
+    before = snapshot(tmp_path)
+    code, _, err = cli(capsys, "validate", *COMMON, *LOW_LIMITS, "--interactions", folder)
+    assert code == 1
+    line = one_line(err)
+    assert line.startswith("batchrec: error: ") and part.name in line
+    assert snapshot(tmp_path) == before
 
 
 # --- Subprocess runs: what the console shows when Spark itself fails ------------------------------

@@ -57,7 +57,7 @@ def test_jsonl_lines_follow_the_personalize_batch_output_format(spark, tmp_path)
     results = recs(spark, [("u1", 2, "b", None, "popular"), ("u1", 1, "a", 0.25, "model")])
     out = tmp_path / "out"
     out.mkdir()
-    (out / "stale.txt").write_text("from an earlier run\n")
+    (out / "part-00000-old-c000.txt").write_text("from an earlier run\n")
     jsonl.write_lines(jsonl.recommendation_lines(requests, results, with_scores=True), str(out))
     lines = [line for f in sorted(out.glob("part-*")) for line in f.read_text().splitlines()]
     assert [json.loads(line) for line in lines] == [
@@ -66,7 +66,7 @@ def test_jsonl_lines_follow_the_personalize_batch_output_format(spark, tmp_path)
         {"input": "garbage", "output": None, "error": "line 2 of f: not a JSON object"},
         {"input": {"userId": "u9"}, "output": {"recommendedItems": [], "scores": []}, "error": None},
     ]
-    assert not (out / "stale.txt").exists()  # the folder was replaced as a whole
+    assert not (out / "part-00000-old-c000.txt").exists()  # the folder was replaced as a whole
     assert not list(tmp_path.glob("out.tmp-*")) and not list(tmp_path.glob("out.old-*"))
 
     popular = jsonl.recommendation_lines(requests.limit(1), results, with_scores=False)

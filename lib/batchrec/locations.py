@@ -133,12 +133,11 @@ def check_locations(spark, inputs: Sequence[Location], outputs: Sequence[Locatio
     for index, out in enumerate(resolved_outputs):
         if out.glob:
             raise UsageError(f"{_name(out)}: an output cannot be a glob pattern; expected one path")
-        for other in resolved_inputs + resolved_outputs[:index]:
+        others = ([("solution" if r.location.kind == KIND_SOLUTION else "input", r) for r in resolved_inputs]
+                  + [("output", r) for r in resolved_outputs[:index]])
+        for what, other in others:
             relation = _relation(out, other)
             if relation:
-                what = "input" if other in resolved_inputs else "output"
-                if other.location.kind == KIND_SOLUTION and what == "input":
-                    what = "solution"
                 raise UsageError(
                     f"{_name(out)} {relation} the {what} {_name(other)}: an output may not equal, "
                     f"contain or sit inside an input, a solution or another output; choose another "

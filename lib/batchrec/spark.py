@@ -37,6 +37,8 @@ CACHE_DIR_ENV = "BATCHREC_CACHE_DIR"
 # Set by spark-submit for the Python driver it launches: the JVM is already up.
 SPARK_SUBMIT_GATEWAY_ENV = "PYSPARK_GATEWAY_PORT"
 LOG4J_FILE = Path(__file__).with_name("log4j2.properties")
+# Spark loggers that repeat a task's failure (one line each on the console, see log4j2.properties).
+TASK_FAILURE_LOGGERS = ("org.apache.spark.executor.Executor", "org.apache.spark.scheduler.TaskSetManager")
 
 
 def cache_dir() -> Path:
@@ -104,7 +106,20 @@ def get_spark(settings: SparkSettings) -> "SparkSession":
                         f"PATH and that Maven Central is reachable"
                     ) from second
     spark.sparkContext.setLogLevel(spark_log_level(settings.log_level))
+    if not under_spark_submit():
+        _quiet_task_failures(spark)
     return spark
+
+
+def _quiet_task_failures(spark: "SparkSession") -> None:
+    """Embedded runs: a failed task is reported once, by batchrec's one-line error, not by Spark too."""
+    try:
+        jvm = spark.sparkContext._jvm
+        off = jvm.org.apache.logging.log4j.Level.OFF
+        for name in TASK_FAILURE_LOGGERS:
+            jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, off)
+    except Exception as exc:  # a different logging backend: Spark's lines stay, nothing breaks
+        log.debug("could not quiet Spark's task-failure logging: %s", exc)
 
 
 def spark_log_level(level: str) -> str:

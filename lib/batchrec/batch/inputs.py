@@ -41,8 +41,9 @@ SUBJECT = {KIND_USERS: (JSON_USER_ID, USER_ID), KIND_RANKING: (JSON_USER_ID, USE
            KIND_ITEMS: (JSON_ITEM_ID, ITEM_ID), KIND_ATTRIBUTES: (JSON_ITEM_ATTRIBUTES, ITEM_ATTRIBUTES)}
 REQUEST_COLUMNS = (FILE, POSITION, LINE, RAW, USER_ID, ERROR)
 _OBJECT = "_object"
-# IDs are strings at every boundary; a whole number is accepted as its decimal text (42 -> "42").
-_ID_TYPES = r"^(STRING|TINYINT|SMALLINT|INT|BIGINT|DECIMAL\(\d+,0\))$"
+# IDs are strings at every boundary; a JSON integer (64-bit) is accepted as its digits (42 -> "42").
+# Not decimals: parse_json stores 5.0 as 5, so "5.0" and "5" could not be told apart.
+_ID_TYPES = r"^(STRING|TINYINT|SMALLINT|INT|BIGINT)$"
 EXPECTED = {KIND_USERS: 'expected {"userId": "..."}',
             KIND_RANKING: 'expected {"userId": "...", "itemList": ["..."]}',
             KIND_ITEMS: 'expected {"itemId": "..."}',
@@ -56,7 +57,7 @@ def read_requests(spark: SparkSession, path: str, kind: str = KIND_USERS) -> Dat
     (:func:`batchrec.jsontext.parse_object`); anything else (text after the object, an array, broken
     JSON, bytes that are not UTF-8) gets an ``error`` naming the line, and its raw text is echoed as a
     JSON string in the output, so every output line stays valid JSON. ``userId`` must be a non-empty
-    string (or a whole number, read as its digits); ``itemList`` an array of such IDs (nulls are
+    string (or a 64-bit JSON integer, read as its digits); ``itemList`` an array of such IDs (nulls are
     dropped).
 
     Args:

@@ -28,6 +28,7 @@ from batchrec.batch.shapes import RECOMMENDATIONS, OutputShape
 from batchrec.columns import USER_ID
 from batchrec.batch.inputs import ERROR, FILE, POSITION, RAW
 from batchrec.jsontext import json_string, parse_object
+from batchrec.locations import KIND_FOLDER, Location, check_locations
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,13 @@ def echo_input(raw: Column) -> Column:
 
 
 def write_lines(lines: DataFrame, path: str, order_by=(FILE, POSITION, USER_ID)) -> None:
-    """Write ``lines[value]`` sorted by ``order_by`` as text files in the folder ``path``, atomically."""
+    """Write ``lines[value]`` sorted by ``order_by`` as text files in the folder ``path``, atomically.
+
+    Whatever is at ``path`` is replaced only when it is a previous JSON-lines output (see
+    :data:`batchrec.locations.KIND_FOLDER`); a Delta table, a solution or any other folder or file
+    is refused (UsageError), never deleted, even when the caller did not check its locations.
+    """
+    check_locations(lines.sparkSession, [], [Location("--jsonl", path, KIND_FOLDER)])
     target = path.rstrip("/")
     temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
     lines.orderBy(*order_by).select(VALUE).write.text(temporary)
