@@ -523,7 +523,7 @@ def test_train_and_recommend_from_saved_versions(spark, tmp_path, rows, capsys):
     assert_lists_equal(got, expected)
 
     assert cli.main(["train", "--recipe", "sims", "--interactions", str(data), "--solution", sims_solution,
-                     "--param", "min_cointeraction_count=2", *small]) == 0
+                     "--param", "min_cointeraction_count=2", "--evaluate", *small]) == 0
     version = registry.load_version(spark, sims_solution)
     assert "skipped" in version.metadata["metrics"]
     artifacts = registry.load_artifacts(spark, version)

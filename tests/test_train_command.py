@@ -105,7 +105,7 @@ def test_evaluate_stores_holdout_metrics(spark, tmp_path, interactions_csv):
     assert stored == summary["metrics"]
     assert stored["protocol"] == "stratified-user" and "skipped" not in stored
     # Every user holds out a quarter of their 4 events; popularity's hits are real numbers in [0, 1].
-    assert stored["split"]["test_users"] > 0 and 0.0 <= stored["ndcg@5"] <= 1.0
+    assert stored["split"]["evaluated_users"] > 0 and 0.0 <= stored["ndcg@5"] <= 1.0
     assert stored["hit_rate@5"] > 0
 
 

@@ -392,6 +392,7 @@ register(RecipeSpec(
     search_space={"regularization": (25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)},
     answers=frozenset({ITEMS_FOR_USER, SCORED}),
     scorer="batchrec.scoring.item_based",
+    scorer_options={"kind": "ease"},
     rules=(_caps_ordered,),
 ))
 
@@ -411,5 +412,6 @@ register(RecipeSpec(
                   "time_decay_half_life_days": (0.0, 7.0, 30.0, 90.0, 365.0)},
     answers=frozenset({ITEMS_FOR_USER, SCORED}),
     scorer="batchrec.scoring.item_based",
+    scorer_options={"kind": "sar"},
     rules=(_caps_ordered,),
 ))

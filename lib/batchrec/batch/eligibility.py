@@ -17,19 +17,19 @@ from batchrec.columns import CREATION_TIMESTAMP, EVENT_TYPE, ITEM_ID, USER_ID
 from batchrec.datasets import readers
 from batchrec.datasets.schema import INTERACTIONS, ITEMS, load_personalize_schema
 from batchrec.errors import DataError
+from batchrec.scoring.recommend import seen_items
 
 log = logging.getLogger(__name__)
 
 
-def seen_pairs(model_artifacts, recorded: dict, fresher: Optional[DataFrame],
+def seen_pairs(model_artifacts, fresher: Optional[DataFrame],
                event_types: Sequence[str] = ()) -> Optional[DataFrame]:
     """``[USER_ID, ITEM_ID]`` pairs that count as seen (only ``event_types`` when given).
 
     Args:
         model_artifacts: the version's artifacts (``seen_items`` when it was trained with it).
-        recorded: the ``datasets`` entry of the version's metadata (older versions without
-            ``seen_items`` have their recorded interactions read lightly instead).
-        fresher: :func:`light_interactions` of ``--interactions``, or None.
+        fresher: :func:`light_interactions` of ``--interactions`` (or, for older versions without
+            ``seen_items``, of the interactions recorded with the version), or None.
         event_types: only these event types count as seen (case-insensitive, as in Personalize).
     """
     frames = []
@@ -42,9 +42,7 @@ def seen_pairs(model_artifacts, recorded: dict, fresher: Optional[DataFrame],
     seen = frames[0].select(USER_ID, ITEM_ID, EVENT_TYPE)
     for other in frames[1:]:
         seen = seen.unionByName(other.select(USER_ID, ITEM_ID, EVENT_TYPE))
-    if event_types:
-        seen = seen.where(F.lower(F.col(EVENT_TYPE)).isin([t.lower() for t in event_types]))
-    return seen.select(USER_ID, ITEM_ID)
+    return seen_items(seen, event_types)
 
 
 def light_interactions(spark, path: str, recorded: dict, data_format: str, delimiter: str) -> DataFrame:

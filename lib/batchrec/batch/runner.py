@@ -132,9 +132,10 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
         seen = None
         if job.uses_seen and exclude_seen:
             fresher = interactions or (None if model.has(catalogue.SEEN_ITEMS) else recorded.get("interactions"))
-            fresh_frame = (eligibility.light_interactions(spark, fresher, recorded, _format(data_format, interactions, recorded), delimiter)
-                           if fresher else None)
-            seen = eligibility.seen_pairs(model.artifacts, recorded, fresh_frame, seen_event_types)
+            fresh_frame = (eligibility.light_interactions(
+                spark, fresher, recorded, _format(data_format, interactions, recorded), delimiter)
+                if fresher else None)
+            seen = eligibility.seen_pairs(model.artifacts, fresh_frame, seen_event_types)
         fresh_items = (eligibility.light_items(spark, items, recorded, data_format, delimiter)
                        if items else None)
         items_source = items or recorded.get("items")

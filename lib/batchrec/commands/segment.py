@@ -21,7 +21,7 @@ from batchrec.batch import inputs
 from batchrec.batch.runner import BatchJob, JobContext, all_owner_requests, run_batch_job
 from batchrec.batch.shapes import QUERY, SEGMENT_ID, SEGMENTS
 from batchrec.columns import ITEM_ID
-from batchrec.errors import BatchrecError
+from batchrec.errors import BatchrecError, DataError
 from batchrec.scoring.attribute_query import attribute_segment_id
 from batchrec.scoring.segments import segment_size
 
@@ -48,14 +48,13 @@ def _score_items(context: JobContext) -> DataFrame:
 
 def _score_attributes(context: JobContext) -> DataFrame:
     model, settings = context.model, context.settings
-    texts = [r[0] for r in context.requests.select(inputs.ITEM_ATTRIBUTES).distinct()
-             .limit(MAX_ATTRIBUTE_QUERIES).collect()]
+    # The requests carry each query's segment_id (parsed once, in _with_attribute_segment_ids).
+    queries = context.requests.select(SEGMENT_ID, F.col(inputs.ITEM_ATTRIBUTES).alias(QUERY)).distinct()
+    texts = [r[QUERY] for r in queries.collect()]  # bounded by MAX_ATTRIBUTE_QUERIES
     segments = model.spec.scoring_module().users_for_attributes(
-        model, context.item_attributes(), texts, size_of(settings),
-        context.seen, settings.aggregation, settings.users_per_batch)
-    ids = context.spark.createDataFrame([(attribute_segment_id(t), t) for t in texts],
-                                        f"{SEGMENT_ID} string, {QUERY} string")
-    return segments.join(F.broadcast(ids), SEGMENT_ID)
+        model, context.item_attributes(), texts, size_of(settings), context.seen, settings.aggregation,
+        settings.users_per_batch)
+    return segments.join(F.broadcast(queries), SEGMENT_ID)
 
 
 def _with_attribute_segment_ids(spark, requests: DataFrame) -> DataFrame:
@@ -64,7 +63,8 @@ def _with_attribute_segment_ids(spark, requests: DataFrame) -> DataFrame:
     texts = [r[0] for r in requests.where(F.col(inputs.ERROR).isNull()).select(inputs.ITEM_ATTRIBUTES)
              .distinct().limit(MAX_ATTRIBUTE_QUERIES + 1).collect()]
     if len(texts) > MAX_ATTRIBUTE_QUERIES:
-        raise BatchrecError(f"more than {MAX_ATTRIBUTE_QUERIES} distinct attribute queries in one job")
+        raise DataError(f"more than {MAX_ATTRIBUTE_QUERIES} distinct attribute queries in one job; "
+                        f"split the input file")
     parsed = []
     for text in texts:
         try:

@@ -22,13 +22,17 @@ from batchrec.evaluation import hpo, metrics, splits
 
 log = logging.getLogger(__name__)
 
-# Recipes without per-user lists: they train and serve `related`, but cannot be evaluated per user.
-RELATED_ITEMS_RECIPES = ("sims", "similar-items")
+def per_user(recipe: str) -> bool:
+    """Whether ``recipe`` answers items for a user (the catalogue says so); related-items recipes
+    train and serve ``related`` but have no per-user lists to evaluate."""
+    from batchrec import catalogue
+
+    return catalogue.get(recipe).can(catalogue.ITEMS_FOR_USER)
 
 
 def check_per_user(recipe: str) -> None:
     """Raises UsageError for a recipe that produces related items instead of per-user lists."""
-    if recipe in RELATED_ITEMS_RECIPES:
+    if not per_user(recipe):
         raise UsageError(f"--recipe {recipe} relates items to items and has no per-user "
                          f"recommendations to evaluate; evaluate per-user recipes instead")
 
@@ -153,7 +157,7 @@ def holdout_metrics(spark, recipe: str, interactions: DataFrame, settings,
         ``{"protocol": ..., "skipped": "<why>"}`` and a warning is logged.
     """
     config = settings.evaluate
-    if recipe in RELATED_ITEMS_RECIPES:
+    if not per_user(recipe):
         return {"protocol": config.protocol, "skipped": f"recipe {recipe} relates items to items; "
                                                         f"per-user hold-out metrics do not apply"}
     try:

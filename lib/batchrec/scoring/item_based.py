@@ -243,7 +243,6 @@ def _score_block(block: pa.RecordBatch, model: ItemModel, pos_of: np.ndarray, po
 def items_for_user(model, users: DataFrame, exclude: Optional[DataFrame], num_results: int, settings,
                    **_context) -> DataFrame:
     """The scorer's answer to "items for a user" (``batchrec recommend``, ``evaluate``): EASE's item
-    weights when the model has them, else SAR's neighbour similarities."""
-    kind = EASE if model.has(ITEM_WEIGHTS) else SAR
-    return recommend_item_based(users.sparkSession, kind, model.artifacts, users, exclude, num_results,
+    weights or SAR's neighbour similarities, as the catalogue entry's ``scorer_options["kind"]`` says."""
+    return recommend_item_based(users.sparkSession, model.spec.scorer_options["kind"], model.artifacts, users, exclude, num_results,
                                 settings.users_per_batch)

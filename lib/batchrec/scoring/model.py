@@ -27,11 +27,16 @@ class Model:
 
     def artifact(self, name: str) -> DataFrame:
         """``artifacts[name]`` or a JobError naming the missing artifact."""
-        if name not in self.artifacts or self.artifacts[name] is None:
-            raise JobError(f"solution version has no '{name}' artifact; expected one of its files "
-                           f"(present: {sorted(self.artifacts)})")
-        return self.artifacts[name]
+        return artifact(self.artifacts, name)
 
     def has(self, name: str) -> bool:
         """Whether the model stores the artifact ``name``."""
         return self.artifacts.get(name) is not None
+
+
+def artifact(artifacts: Mapping[str, DataFrame], name: str) -> DataFrame:
+    """``artifacts[name]`` or a JobError naming the missing artifact."""
+    if artifacts.get(name) is None:
+        raise JobError(f"solution version has no '{name}' artifact; expected one of its files "
+                       f"(present: {sorted(artifacts)})")
+    return artifacts[name]

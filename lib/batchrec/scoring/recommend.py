@@ -20,7 +20,7 @@ from batchrec.columns import EVENT_TYPE, ITEM_ID, REASON_POPULAR, USER_ID
 from batchrec.config import RecommendSettings
 from batchrec.errors import UsageError
 from batchrec.scoring import topk
-from batchrec.scoring.model import Model
+from batchrec.scoring.model import Model, artifact
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,6 @@ def recommend_for_users(
     model = Model(spec, artifacts)
     return spec.scoring_module().items_for_user(model, users, exclude, num_results, recommend_settings,
                                                 items=items, reference_time=reference_time)
-
-
-def artifact(artifacts: Mapping[str, DataFrame], name: str) -> DataFrame:
-    """``artifacts[name]`` or a JobError naming the missing artifact."""
-    return Model(None, artifacts).artifact(name)
 
 
 def ranked_list(artifacts: Mapping[str, DataFrame],
