@@ -52,6 +52,40 @@ def test_the_cli_lists_the_catalogue_and_the_catalogue_imports_no_spark():
     assert out.strip() == "False"
 
 
+@pytest.mark.parametrize("command, params, message", [
+    ("train", ["rank=0"], "parameter rank=0 for recipe user-personalization; expected int >= 1"),
+    ("train", ["solver=spark"], "parameter solver='spark' for recipe user-personalization; "
+                                "expected one of mllib, cg"),
+    ("train", ["rnak=3"], "unknown parameter 'rnak' for recipe user-personalization; valid parameters: alpha,"),
+    ("evaluate", ["rank=8", "window_days=0"], "parameter window_days=0.0 for recipe trending-now; "
+                                              "expected float > 0.0"),
+    ("evaluate", ["regParam=nan"], "parameter regParam=nan for recipe user-personalization; "
+                                   "expected a finite float >= 0.0"),
+    ("evaluate", ["rnak=3"], "--param rnak=3: no evaluated recipe (user-personalization, trending-now) "
+                             "has a parameter 'rnak'"),
+])
+def test_param_errors_stop_train_and_evaluate_before_spark_starts(monkeypatch, capsys, tmp_path, command,
+                                                                  params, message):
+    import batchrec.spark
+    from batchrec.cli import main
+
+    def no_spark(*args, **kwargs):
+        raise AssertionError("Spark must not start for a --param error")
+
+    monkeypatch.setattr(batchrec.spark, "get_spark", no_spark)
+    absent = str(tmp_path / "absent.csv")  # never read: the parameters are checked first
+    if command == "train":
+        args = ["train", "--recipe", "user-personalization", "--solution", str(tmp_path / "s")]
+    else:
+        args = ["evaluate", "--recipe", "user-personalization", "--recipe", "trending-now",
+                "--report", str(tmp_path / "report.json")]
+    args += ["--interactions", absent] + [a for p in params for a in ("--param", p)]
+    assert main(args) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 # ---------------------------------------------------------------- a toy recipe, end to end
 
 TOY = "reverse-alphabetical"

@@ -250,6 +250,19 @@ def _check_params(recipe: str, params) -> Callable[[Any], None]:
     return check
 
 
+def _check_evaluate_params(recipes, params) -> Callable[[Any], None]:
+    """The precheck of ``evaluate``: every ``--param`` taken by some evaluated recipe, with a valid
+    value for each recipe that takes it (the same checks ``evaluate`` repeats, before a JVM starts)."""
+    def check(settings) -> None:
+        from batchrec.commands.evaluate import route_params
+
+        for recipe, given in route_params(tuple(dict.fromkeys(recipes)), tuple(params)).items():
+            spec = catalogue.get(recipe)
+            catalogue.resolve_params(recipe, getattr(settings, spec.settings_section), given)
+
+    return check
+
+
 def _batch_options(func: Callable) -> Callable:
     """Options shared by the batch inference jobs."""
     options = [
@@ -424,7 +437,8 @@ def evaluate(protocol, k_values, min_interactions, min_users, **kwargs) -> None:
         "validation": _compact(min_interactions=min_interactions,
                                min_users_with_two_interactions=min_users),
     }
-    _run_job("evaluate", overrides, **kwargs)
+    _run_job("evaluate", overrides, precheck=_check_evaluate_params(kwargs["recipes"], kwargs["params"]),
+             **kwargs)
 
 
 @cli.command()
