@@ -10,8 +10,10 @@ error. One line on stderr says what went wrong; the traceback goes to the log at
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
+import io
 import logging
 import sys
 from pathlib import Path
@@ -93,6 +95,8 @@ def _common_options(func: Callable) -> Callable:
                      help="batchrec's own log level (DEBUG also logs the traceback of a failure)."),
         click.option("--summary-file", default=None,
                      help="Also write the JSON summary line to this file (any Hadoop URI)."),
+        click.option("--quiet", "-q", is_flag=True,
+                     help="Cron-style: print only errors and the final summary line."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -130,12 +134,14 @@ def _run_job(command: str, overrides: Optional[dict] = None,
 
     ctx = click.get_current_context()
     common = {k: kwargs.pop(k) for k in ("run_date", "config_file", "env", "master", "log_level",
-                                          "summary_file")}
-    level = common["log_level"].upper()
+                                          "summary_file", "quiet")}
+    level = "ERROR" if common["quiet"] else common["log_level"].upper()
     logs.configure("WARNING" if level == "WARN" else level)
-    overrides = {k: v for k, v in (overrides or {}).items() if v}
+    overrides = {k: dict(v) for k, v in (overrides or {}).items() if v}
     if common["master"]:
         overrides.setdefault("spark", {})["master"] = common["master"]
+    if common["quiet"]:
+        overrides.setdefault("spark", {})["log_level"] = "ERROR"
     settings = load_settings(env=common["env"], config_file=common["config_file"], overrides=overrides)
     if precheck is not None:
         precheck(settings)  # usage errors (e.g. a bad --param) before a JVM starts
@@ -148,10 +154,15 @@ def _run_job(command: str, overrides: Optional[dict] = None,
     # The configuration files are inputs too: no output of the job may overwrite one.
     config_files = [Location(label, local_uri(str(path)), KIND_FILE)
                     for label, path in layer_files(common["env"], common["config_file"])]
-    with ambient_inputs(config_files):
+    # --quiet: what a job prints on the way is held back; the summary line is printed alone.
+    held = io.StringIO()
+    with ambient_inputs(config_files), (contextlib.redirect_stdout(held) if common["quiet"]
+                                        else contextlib.nullcontext()):
         result = module.run(spark, settings, run_date, **kwargs)
     if isinstance(result, dict) and result:  # --infer-schema prints a schema, not a summary
         run_summary.emit(result, spark, common["summary_file"])
+    elif held.getvalue():
+        sys.stdout.write(held.getvalue())
 
 
 def _compact(**values: Any) -> dict:
@@ -275,6 +286,9 @@ def _batch_options(func: Callable) -> Callable:
         click.option("--dynamodb-table", default=None,
                      help="Also export the run to this DynamoDB(-compatible) table ([dynamodb] settings: "
                           "endpoint, region, write budget, TTL)."),
+        click.option("--current", default=None,
+                     help="Also merge the run into this Delta table holding each key's latest list "
+                          "(one MERGE; a backfill never replaces a newer list)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -450,6 +464,55 @@ def evaluate(protocol, k_values, min_interactions, min_users, **kwargs) -> None:
 def demo(**kwargs) -> None:
     """Generate data, validate, train, recommend; print where the results are."""
     _run_job("demo", **kwargs)
+
+
+STAGE_NAMES = ("validate", "train", "recommend", "related", "segment", "export-dynamodb")
+
+
+@cli.command("run")
+@click.argument("pipeline_file", metavar="PIPELINE.toml", type=click.Path(path_type=Path))
+@_common_options
+@click.option("--stage", type=click.Choice(STAGE_NAMES), default=None,
+              help="Run only this stage (one Airflow task per stage) once the stages it needs are "
+                   "complete in the run's state file.")
+@click.option("--force", is_flag=True,
+              help="Run again although the run date (or --stage) is complete; outputs are replaced.")
+@click.option("--dry-run", is_flag=True,
+              help="Check the pipeline file and the configuration, print the plan; start no Spark.")
+def run(pipeline_file, stage, force, dry_run, **kwargs) -> None:
+    """The nightly pipeline: validate, train when due, recommend, related, segment, export-dynamodb.
+
+    Stages run in one Spark session; each run date gets a state file, a manifest and _SUCCESS under
+    the pipeline's runs folder. A complete run date is a no-op (--force runs it again); after a
+    failure the next run resumes at the stage that failed.
+    """
+    from batchrec import pipeline
+
+    run_date = kwargs["run_date"] or dt.datetime.now(dt.timezone.utc).date()
+    kwargs["run_date"] = run_date
+    plan = pipeline.load(pipeline_file, run_date)
+    if stage is not None and stage not in plan.stages:
+        raise click.BadParameter(f"{stage!r} is not a stage of {pipeline_file} (stages: "
+                                 f"{', '.join(plan.stages)})", param_hint="--stage")
+    if kwargs["config_file"] is None and plan.config:
+        kwargs["config_file"] = Path(plan.config)
+    if kwargs["env"] is None and plan.env:
+        kwargs["env"] = plan.env
+    overrides = {section: dict(values) for section, values in plan.settings.items()}
+    try:  # the pipeline's [settings] are checked here, named as what they are
+        load_settings(env=kwargs["env"], config_file=kwargs["config_file"], overrides=overrides)
+    except ConfigError as exc:
+        message = str(exc)
+        if message.startswith("command line: "):
+            message = f"{pipeline_file}: [settings] " + message.removeprefix("command line: ")
+        raise ConfigError(message) from None
+    if dry_run:
+        from batchrec import summary as run_summary
+
+        run_summary.emit({"command": "run", "dry_run": True, "stage": stage, "force": force,
+                          **plan.describe()})
+        return
+    _run_job("run", overrides, plan=plan, stage=stage, force=force, **kwargs)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

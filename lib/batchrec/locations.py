@@ -12,9 +12,10 @@ writes anything (:func:`check_locations`), so ``s3a://``, ``file://``, relative 
   kind                      an existing location is accepted when it is
   ========================  ================================================================
   :data:`KIND_FILE`         a file (a report); never a folder
-  :data:`KIND_FOLDER`       a folder holding only Spark text part files (``part-*.txt``,
-                            ``part-*.json``, compressed or not) and ``_SUCCESS``: a previous
-                            JSON-lines output; no sub-folders (a Delta table has ``_delta_log/``)
+  :data:`KIND_FOLDER`       a folder holding only Personalize output files (``*.out``): a
+                            previous JSON-lines output (earlier batchrec versions wrote Spark
+                            text part files, ``part-*.txt``/``.json``, which are accepted too);
+                            no sub-folders (a Delta table has ``_delta_log/``)
   :data:`KIND_DATASETS`     a folder holding only ``interactions/``, ``items/``, ``users/``
                             (Spark CSV part files) and ``schemas/`` (``*.json``): a previous
                             ``batchrec generate`` output
@@ -56,7 +57,10 @@ VERSIONS_DIR = "versions"
 DATASET_DIRS = ("interactions", "items", "users")
 SCHEMAS_DIR = "schemas"
 _GLOB = re.compile(r"[*?\[{]")
-_TEXT_PART = re.compile(r"^part-.*\.(txt|json|jsonl)(\.[a-z0-9]+)?$")
+# A JSON-lines output: Personalize's <input file name>.out files (and the Spark text part files
+# earlier versions wrote, so an upgrade does not refuse yesterday's output folder).
+OUT_SUFFIX = ".out"
+_JSONL_FILE = re.compile(r"^(.+\.out|part-.*\.(txt|json|jsonl)(\.[a-z0-9]+)?)$")
 _CSV_PART = re.compile(r"^part-.*\.csv(\.[a-z0-9]+)?$")
 
 # Inputs every command of this process reads besides its own options (the configuration files);
@@ -276,7 +280,7 @@ def _visible(spark, uri: str) -> list[tuple[str, bool]]:
 
 
 def _part_files(pattern: "re.Pattern[str]") -> Callable[[Any, str], Optional[str]]:
-    """A checker accepting a folder of Spark part files matching ``pattern`` (and hidden files)."""
+    """A checker accepting a folder of files matching ``pattern`` (and hidden files), no folders."""
 
     def check(spark, uri: str) -> Optional[str]:
         for name, is_dir in fs.list_names(spark, uri):
@@ -289,7 +293,7 @@ def _part_files(pattern: "re.Pattern[str]") -> Callable[[Any, str], Optional[str
     return check
 
 
-_text_parts = _part_files(_TEXT_PART)
+_jsonl_files = _part_files(_JSONL_FILE)
 _csv_parts = _part_files(_CSV_PART)
 
 
@@ -328,11 +332,11 @@ def _solution(spark, uri: str) -> Optional[str]:
     return f"no {VERSIONS_DIR}/, and it holds {name}{'/' if is_dir else ''}"
 
 
-_CHECKERS = {KIND_FOLDER: _text_parts, KIND_DATASETS: _datasets, KIND_DELTA: _delta,
+_CHECKERS = {KIND_FOLDER: _jsonl_files, KIND_DATASETS: _datasets, KIND_DELTA: _delta,
              KIND_SOLUTION: _solution}
 _DESCRIPTIONS = {
     KIND_FILE: "a file",
-    KIND_FOLDER: "a previous JSON-lines output (only part-*.txt files and _SUCCESS)",
+    KIND_FOLDER: "a previous JSON-lines output (only <input file name>.out files)",
     KIND_DATASETS: "a previous generated dataset (only interactions/, items/, users/, schemas/)",
     KIND_DELTA: "a Delta table",
     KIND_SOLUTION: "a solution folder (versions/)",

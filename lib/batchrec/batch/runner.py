@@ -12,8 +12,10 @@ Every batch job is the same sequence; a job only declares what differs (:class:`
 4. eligibility: the pairs each requester has already seen (``batchrec.batch.eligibility``);
 5. score: the job's ``score`` function, which calls the recipe's scorer;
 6. write: the result is computed once (cached) and written through the sinks: the Delta table (one
-   atomic commit per run date and solution), with ``--jsonl`` Personalize's JSON lines, and with
-   ``--dynamodb-table`` the committed run exported to a DynamoDB-compatible store;
+   atomic commit per run date and solution), with ``--jsonl`` Personalize's JSON lines, with
+   ``--current`` the committed run merged into a table of each key's latest list
+   (``batchrec.sinks.current``), and with ``--dynamodb-table`` the committed run exported to a
+   DynamoDB-compatible store;
 7. count and return the run summary (the CLI prints it and writes ``--summary-file``).
 """
 
@@ -32,6 +34,8 @@ from batchrec.batch import eligibility, inputs
 from batchrec.batch.shapes import REASON, OutputShape
 from batchrec.columns import REASON_POPULAR
 from batchrec.errors import DataError
+from batchrec.filters.compile import FILTER_VALUES
+from batchrec.jsontext import parse_object
 from batchrec.locations import KIND_DELTA, KIND_FOLDER, KIND_SOLUTION, Location, check_locations
 from batchrec.scoring.model import Model
 from batchrec.sinks import delta, jsonl as jsonl_sink
@@ -109,7 +113,7 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
                   input_path: Optional[str] = None, interactions: Optional[str] = None,
                   items: Optional[str] = None, data_format: str = "auto", job_settings: Any = None,
                   exclude_seen: bool = True, seen_event_types=(), users_per_batch: int = 2048,
-                  dynamodb_table: Optional[str] = None) -> dict:
+                  dynamodb_table: Optional[str] = None, current: Optional[str] = None) -> dict:
     """Run ``job`` for ``run_date`` (the steps in the module docstring); returns the run summary.
 
     Raises:
@@ -119,7 +123,8 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
     """
     started = time.perf_counter()
     solution = check_job_locations(spark, solution=solution, output=output, jsonl=jsonl,
-                                   input_path=input_path, interactions=interactions, items=items)
+                                   input_path=input_path, interactions=interactions, items=items,
+                                   current=current)
     # Arrow batches are the scoring blocks' upper bound; the scorers also slice them themselves.
     with scoped_conf(spark, {ARROW_BATCH_CONF: users_per_batch}):
         version_ = registry.load_version(spark, solution, version, run_date=run_date)
@@ -129,6 +134,7 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
         delimiter = settings.validation.csv_delimiter
 
         requests, errors = _requests(spark, job, model, input_path)
+        unapplied = unapplied_filter_values(requests)
         seen = None
         if job.uses_seen and exclude_seen:
             fresher = interactions or (None if model.has(catalogue.SEEN_ITEMS) else recorded.get("interactions"))
@@ -149,10 +155,14 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
         try:
             summary = _write(spark, job, version_, run_date, result, requests, output, jsonl,
                              with_scores=spec.can(catalogue.SCORED) and job.shape.jsonl_scores)
+            summary["filter_values_not_applied"] = unapplied
             summary[job.count_label] = usable.select(job.request_key).distinct().count()
         finally:
             result.unpersist()
             requests.unpersist()
+        if current:
+            summary["current"] = _update_current(spark, output, current, run_date, version_.solution,
+                                                 summary["rows"])
         if dynamodb_table:
             from batchrec.sinks import dynamodb
 
@@ -165,12 +175,12 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
     return {"command": job.command, "run_date": run_date.isoformat(), "solution": version_.solution,
             "version": version_.version, "recipe": version_.recipe, **summary, "errors": errors,
             "seconds": round(time.perf_counter() - started, 1), "output": output, "jsonl": jsonl,
-            **job.summary_extra}
+            **job.summary_extra, "warnings": _warnings(unapplied)}
 
 
 def check_job_locations(spark, *, solution: str, output: str, jsonl: Optional[str] = None,
                         input_path: Optional[str] = None, interactions: Optional[str] = None,
-                        items: Optional[str] = None) -> str:
+                        items: Optional[str] = None, current: Optional[str] = None) -> str:
     """Refuse outputs that would overwrite an input, the solution or each other (UsageError, exit 2);
     returns the solution's canonical URI, the key its rows are written under."""
     reads = [Location("--solution", solution, KIND_SOLUTION)]
@@ -178,7 +188,22 @@ def check_job_locations(spark, *, solution: str, output: str, jsonl: Optional[st
               (("--input", input_path), ("--interactions", interactions), ("--items", items)) if path]
     writes = [Location("--output", output, KIND_DELTA)]
     writes += [Location("--jsonl", jsonl, KIND_FOLDER)] if jsonl else []
+    writes += [Location("--current", current, KIND_DELTA)] if current else []
     return check_locations(spark, reads, writes)["--solution"]
+
+
+def _update_current(spark, output: str, current: str, run_date: dt.date, solution: str, rows: int) -> dict:
+    """Merge the run just committed to ``output`` into the ``current`` table (its counts); a run
+    without rows changes nothing there (its keys keep their latest lists)."""
+    if not rows:
+        log.warning("current table %s left as it was: run %s of %s has no rows", current,
+                    run_date.isoformat(), solution)
+        return {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
+    from batchrec.sinks import current as current_sink
+
+    with logs.stage(log, "update_current", path=current):
+        merged = current_sink.update_current(spark, output, current, run_date, solution)
+    return {k: merged[k] for k in ("rows", "inserted", "updated", "deleted")}
 
 
 def _format(data_format: str, given: Optional[str], recorded: dict) -> str:
@@ -217,6 +242,27 @@ def check_requests(requests: DataFrame, input_path: str) -> int:
     return int(row["bad"] or 0)
 
 
+def unapplied_filter_values(requests: DataFrame) -> int:
+    """Count (and warn about) the usable request lines that carry ``"filterValues"``.
+
+    Batch jobs take no filter yet, so such values cannot be applied: the lines are served
+    unfiltered, and the run says so (log and summary) instead of dropping the values silently.
+    """
+    has_values = F.try_variant_get(parse_object(F.col(inputs.RAW)), f"$.{FILTER_VALUES}", "variant")
+    found = int(requests.where(F.col(inputs.ERROR).isNull() & F.col(inputs.RAW).contains(FILTER_VALUES)
+                               & has_values.isNotNull()).count())
+    if found:
+        log.warning("%s", _warnings(found)[0])
+    return found
+
+
+def _warnings(unapplied: int) -> list[str]:
+    if not unapplied:
+        return []
+    return [f"{unapplied} input line(s) carry \"{FILTER_VALUES}\", which batch jobs do not apply yet "
+            "(no filter is set): their results are unfiltered"]
+
+
 def _write(spark, job: BatchJob, version_, run_date, result: DataFrame, requests: DataFrame,
            output: str, jsonl: Optional[str], with_scores: bool) -> dict:
     shape = job.shape
@@ -224,6 +270,7 @@ def _write(spark, job: BatchJob, version_, run_date, result: DataFrame, requests
         rows = delta.write_run(result.select(*(c for c, _, _ in shape.columns)), output, run_date,
                                version_.solution, version_.version, version_.recipe, shape)
         info["rows"] = rows
+    files: list = []
     backfilled = (F.when(F.col(REASON) == REASON_POPULAR, F.col(shape.owner)) if REASON in result.columns
                   else F.lit(None))
     counts = result.agg(F.countDistinct(shape.owner).alias("with_results"),
@@ -232,10 +279,11 @@ def _write(spark, job: BatchJob, version_, run_date, result: DataFrame, requests
         with logs.stage(log, "write_jsonl", path=jsonl):
             lines = jsonl_sink.recommendation_lines(requests, result, with_scores=with_scores,
                                                     key=job.request_key, shape=shape)
-            jsonl_sink.write_lines(lines, jsonl, order_by=(inputs.FILE, inputs.POSITION, job.request_key))
+            files = jsonl_sink.write_lines(lines, jsonl, order_by=(inputs.FILE, inputs.POSITION, job.request_key),
+                                           unnamed=jsonl_sink.unnamed_output(job.request_kind))
     owner = shape.owner.lower().replace("_id", "s")  # USER_ID -> users, ITEM_ID -> items, segment_id -> segments
     return {f"{owner}_with_results": int(counts["with_results"]), "rows": rows,
-            f"backfilled_{owner}": int(counts["backfilled"])}
+            f"backfilled_{owner}": int(counts["backfilled"]), "jsonl_files": files}
 
 
 def all_owner_requests(frame: DataFrame, key: str, json_key: str) -> DataFrame:

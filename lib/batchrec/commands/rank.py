@@ -47,6 +47,7 @@ JOB = BatchJob(
 
 def run(spark, settings, run_date: dt.date, *, solution: str, version: str = registry.LATEST,
         output: str, jsonl: Optional[str] = None, dynamodb_table: Optional[str] = None,
+        current: Optional[str] = None,
         input_path: str) -> dict:
     """Rank every input line's items; Delta rows per line, optional Personalize JSON lines.
 
@@ -56,6 +57,6 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     """
     rs = settings.recommend
     return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
-                         dynamodb_table=dynamodb_table,
+                         dynamodb_table=dynamodb_table, current=current,
                          output=output, jsonl=jsonl, input_path=input_path, job_settings=rs,
                          exclude_seen=False, users_per_batch=rs.users_per_batch)

@@ -46,6 +46,7 @@ JOB = BatchJob(
 
 def run(spark, settings, run_date: dt.date, *, solution: str, version: str = registry.LATEST,
         output: str, jsonl: Optional[str] = None, dynamodb_table: Optional[str] = None,
+        current: Optional[str] = None,
         interactions: Optional[str] = None,
         items: Optional[str] = None, users: Optional[str] = None, data_format: str = "auto",
         input_path: Optional[str] = None) -> dict:
@@ -62,7 +63,7 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     check_num_results(rs.num_results)
     exploration.check_exploration(rs.exploration_weight, rs.exploration_item_age_cut_off)
     return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
-                         dynamodb_table=dynamodb_table,
+                         dynamodb_table=dynamodb_table, current=current,
                          output=output, jsonl=jsonl, input_path=input_path, interactions=interactions,
                          items=items, data_format=data_format, job_settings=rs,
                          exclude_seen=rs.exclude_seen, seen_event_types=rs.exclude_event_types,

@@ -47,6 +47,7 @@ JOB = BatchJob(
 
 def run(spark, settings, run_date: dt.date, *, solution: str, version: str = registry.LATEST,
         output: str, jsonl: Optional[str] = None, dynamodb_table: Optional[str] = None,
+        current: Optional[str] = None,
         input_path: Optional[str] = None) -> dict:
     """Related items for each requested item (``settings.recommend.num_results`` each).
 
@@ -58,6 +59,6 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     rs = settings.recommend
     check_num_results(rs.num_results)
     return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
-                         dynamodb_table=dynamodb_table,
+                         dynamodb_table=dynamodb_table, current=current,
                          output=output, jsonl=jsonl, input_path=input_path, job_settings=rs,
                          exclude_seen=False, users_per_batch=rs.users_per_batch)

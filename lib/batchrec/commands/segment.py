@@ -108,6 +108,7 @@ def request_kind(spark, input_path: Optional[str]) -> str:
 
 def run(spark, settings, run_date: dt.date, *, solution: str, version: str = registry.LATEST,
         output: str, jsonl: Optional[str] = None, dynamodb_table: Optional[str] = None,
+        current: Optional[str] = None,
         input_path: Optional[str] = None,
         interactions: Optional[str] = None, items: Optional[str] = None, users: Optional[str] = None,
         data_format: str = "auto") -> dict:
@@ -122,7 +123,7 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     size_of(ss)  # a bad size fails before any work
     return run_batch_job(spark, _job(request_kind(spark, input_path)), settings, run_date,
                          solution=solution, version=version,
-                         dynamodb_table=dynamodb_table, output=output, jsonl=jsonl,
+                         dynamodb_table=dynamodb_table, current=current, output=output, jsonl=jsonl,
                          input_path=input_path, interactions=interactions, items=items,
                          data_format=data_format, job_settings=ss, exclude_seen=ss.exclude_interacted,
                          users_per_batch=ss.users_per_batch)

@@ -11,6 +11,12 @@ are not UTF-8 replaced by U+FFFD), so every output line is valid JSON. ``scores`
 (user-personalization and personalized ranking), as in Personalize; an item that came from the
 popular backfill has a ``null`` score so the two arrays stay aligned.
 
+Files, as Personalize names them: one ``<input file name>.out`` per input file (``--input
+users.jsonl`` gives ``DIR/users.jsonl.out``; a folder of inputs gives one ``.out`` per file in it),
+each holding its input's lines in input order. Without ``--input`` (every user or item of the model)
+the one file is ``all-users.out`` (``recommend``) or ``all-items.out`` (``related``, ``segment``).
+The folder holds nothing else: no Spark part files, ``_SUCCESS`` or ``.crc`` checksums.
+
 The folder is written under a temporary sibling name and renamed into place; an existing folder (a
 previous run) is moved aside first and deleted after the rename, so a reader never sees a half
 written folder.
@@ -19,16 +25,20 @@ written folder.
 from __future__ import annotations
 
 import logging
+import posixpath
+import urllib.parse
 import uuid
+from typing import Sequence
 
 from pyspark.sql import Column, DataFrame, functions as F
 
 from batchrec import fs
 from batchrec.batch.shapes import RECOMMENDATIONS, OutputShape
 from batchrec.columns import USER_ID
-from batchrec.batch.inputs import ERROR, FILE, POSITION, RAW
+from batchrec.batch.inputs import ERROR, FILE, KIND_USERS, POSITION, RAW
+from batchrec.errors import JobError, UsageError
 from batchrec.jsontext import json_string, parse_object
-from batchrec.locations import KIND_FOLDER, Location, check_locations
+from batchrec.locations import KIND_FOLDER, OUT_SUFFIX, Location, check_locations
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,11 @@ RANK = "rank"
 SCORE = "score"
 SCORES = "scores"
 _RECS = "_recs"
+_INDEX = "jsonl_file"  # which output file a line goes to (the index of its name)
+_PARTS = "_parts"  # Spark's own output, inside the temporary folder, before the files are named
+# The one output file of a run without --input, by the kind of request (every user, every item).
+ALL_USERS = "all-users" + OUT_SUFFIX
+ALL_ITEMS = "all-items" + OUT_SUFFIX
 
 
 def recommendation_lines(requests: DataFrame, recs: DataFrame, with_scores: bool,
@@ -79,16 +94,101 @@ def echo_input(raw: Column) -> Column:
     return F.when(parse_object(raw).isNotNull(), F.trim(raw)).otherwise(json_string(raw))
 
 
-def write_lines(lines: DataFrame, path: str, order_by=(FILE, POSITION, USER_ID)) -> None:
-    """Write ``lines[value]`` sorted by ``order_by`` as text files in the folder ``path``, atomically.
+def unnamed_output(request_kind: str) -> str:
+    """The output file of a run without ``--input``: ``all-users.out`` for user requests, else
+    ``all-items.out`` (related items and segments are asked per item)."""
+    return ALL_USERS if request_kind == KIND_USERS else ALL_ITEMS
+
+
+def output_name(input_file: str, unnamed: str = ALL_USERS) -> str:
+    """``<input file name>.out`` for an input file URI as Spark names it (``input_file_name()``,
+    percent-encoded), or ``unnamed`` for requests that came from no file."""
+    if not input_file:
+        return unnamed
+    name = posixpath.basename(urllib.parse.unquote(urllib.parse.urlsplit(input_file).path).rstrip("/"))
+    return (name or unnamed.removesuffix(OUT_SUFFIX)) + OUT_SUFFIX
+
+
+def write_lines(lines: DataFrame, path: str, order_by=(FILE, POSITION, USER_ID),
+                unnamed: str = ALL_USERS) -> list[str]:
+    """Write ``lines[value]`` as Personalize's output files in the folder ``path``, atomically.
+
+    Each input file's lines go to ``<input file name>.out`` (:func:`output_name`), sorted by
+    ``order_by`` (input order); lines that came from no file (every user or item of the model) go
+    to ``unnamed``. One Spark task writes each file, so a file is written in one piece, like
+    Personalize's; the files are then moved out of Spark's part-file layout and the folder is
+    renamed into place (:func:`batchrec.fs.replace`).
 
     Whatever is at ``path`` is replaced only when it is a previous JSON-lines output (see
     :data:`batchrec.locations.KIND_FOLDER`); a Delta table, a solution or any other folder or file
     is refused (UsageError), never deleted, even when the caller did not check its locations.
+
+    Returns:
+        The names of the files written, sorted.
+
+    Raises:
+        UsageError: two input files have the same name (their ``.out`` files would collide).
+        JobError: Spark's output could not be moved into place.
     """
-    check_locations(lines.sparkSession, [], [Location("--jsonl", path, KIND_FOLDER)])
+    spark = lines.sparkSession
+    check_locations(spark, [], [Location("--jsonl", path, KIND_FOLDER)])
     target = path.rstrip("/")
+    # One row per input file (Personalize takes at most 1000 per job): small, on the driver.
+    files = sorted({r[0] or "" for r in lines.select(FILE).distinct().collect()}) or [""]
+    names = _names(files, unnamed)
+    mapping = spark.createDataFrame([(f, i) for i, f in enumerate(files)], f"{FILE} string, {_INDEX} int")
     temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-    lines.orderBy(*order_by).select(VALUE).write.text(temporary)
-    fs.replace(lines.sparkSession, temporary, target)
-    log.info("wrote JSON lines to %s", target)
+    parts = fs.join(temporary, _PARTS)
+    try:
+        indexed = lines.withColumn(FILE, F.coalesce(F.col(FILE), F.lit(""))).join(F.broadcast(mapping), FILE)
+        # All lines of a file in one task, in input order: the write keeps this order because it
+        # starts with the partition column (no second sort), and one task writes one file.
+        (indexed.repartition(len(files), _INDEX).sortWithinPartitions(_INDEX, *order_by)
+         .select(_INDEX, VALUE).write.partitionBy(_INDEX)
+         .option("maxRecordsPerFile", 0).option("compression", "none").text(parts))
+        for index, name in enumerate(names):
+            _move_part(spark, fs.join(parts, f"{_INDEX}={index}"), fs.join(temporary, name))
+        fs.delete(spark, parts)
+        fs.replace(spark, temporary, target)
+    except Exception:
+        fs.delete(spark, temporary)
+        raise
+    log.info("wrote JSON lines to %s: %s", target, ", ".join(names))
+    return sorted(names)
+
+
+def _names(files: Sequence[str], unnamed: str) -> list[str]:
+    """The output name of each input file; two inputs with one name would overwrite each other."""
+    names = [output_name(f, unnamed) for f in files]
+    seen: dict[str, str] = {}
+    for file, name in zip(files, names):
+        if name in seen:
+            raise UsageError(f"--input: two input files are named {name.removesuffix(OUT_SUFFIX)!r} "
+                             f"({seen[name]} and {file}); each input file's output is "
+                             f"<input file name>{OUT_SUFFIX}, so their outputs would collide: give "
+                             "files with distinct names")
+        seen[name] = file
+    return names
+
+
+def _move_part(spark, folder: str, final: str) -> None:
+    """Rename the one Spark part file in ``folder`` to ``final`` without its checksum file; no
+    folder (nothing to write, e.g. a model without users) gives an empty file.
+
+    On the local file system Hadoop's checksummed wrapper would carry the hidden ``.crc`` file
+    along; the raw file system moves the data file only (the checksum stays in the part folder,
+    which is deleted).
+    """
+    filesystem, folder_path = fs.hadoop_path(spark, folder)
+    if not filesystem.exists(folder_path):
+        fs.write_text(spark, final, "")
+        return
+    data = [s.getPath() for s in filesystem.listStatus(folder_path)
+            if s.isFile() and not s.getPath().getName().startswith((".", "_"))]
+    if len(data) != 1:
+        raise JobError(f"expected one JSON-lines part file in {folder}, found {len(data)}")
+    checksummed = spark.sparkContext._jvm.java.lang.Class.forName(fs.CHECKSUM_FS)
+    if checksummed.isInstance(filesystem):
+        filesystem = filesystem.getRawFileSystem()
+    if not filesystem.rename(data[0], fs.hadoop_path(spark, final)[1]):
+        raise JobError(f"could not rename {data[0].toString()} to {final}")
