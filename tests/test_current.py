@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -92,3 +93,57 @@ def test_bad_inputs(spark, tmp_path):
     spark.createDataFrame([(D1, "x")], "run_date date, thing string").write.format("delta").save(str(current))
     with pytest.raises(JobError, match="lacks the columns"):
         update_current(spark, str(history), str(current), D1)
+
+
+PAYLOAD = ("run_date", "solution", "solution_version", "recipe", "user_id", "rank", "item_id", "score", "reason")
+
+
+def test_batch_jobs_keep_the_current_table_with_current(spark, tmp_path, capsys):
+    """``recommend --current``: each run is merged after its commit; a later run with fewer users
+    replaces only theirs, a backfill of the earlier date replaces nothing newer, and the current
+    table may not be the output itself."""
+    from batchrec import registry
+    from batchrec.cli import main
+    from batchrec.recipes import TrainedModel
+    from test_recommend import artifacts
+
+    seen = tmp_path / "interactions.csv"
+    seen.write_text("USER_ID,ITEM_ID,TIMESTAMP\nu1,a,1700000000\n")
+    solution = str(tmp_path / "solution")
+    model = TrainedModel(recipe="user-personalization", params={}, artifacts=artifacts(spark), stats={})
+    registry.save_version(spark, solution, model, {"datasets": {"interactions": str(seen), "format": "csv"}})
+    history, current, one_user = tmp_path / "history", tmp_path / "current", tmp_path / "u1.jsonl"
+    one_user.write_text('{"userId": "u1"}\n')
+    common = ["recommend", "--solution", solution, "--output", str(history), "--current", str(current),
+              "--master", "local[2]", "--log-level", "WARNING"]
+
+    def rows(path, run_date=None):
+        frame = spark.read.format("delta").load(str(path)).select(*PAYLOAD)
+        if run_date is not None:
+            frame = frame.where(f"run_date = DATE'{run_date.isoformat()}'")
+        return sorted(tuple(r) for r in frame.collect())
+
+    assert main(common + ["--run-date", D1.isoformat(), "--num-results", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    first = rows(history, D1)
+    assert rows(current) == first and len({r[4] for r in first}) == 4
+    assert summary["current"] == {"rows": len(first), "inserted": len(first), "updated": 0, "deleted": 0}
+
+    assert main(common + ["--run-date", D2.isoformat(), "--num-results", "2", "--input", str(one_user)]) == 0
+    second = rows(history, D2)
+    assert {r[4] for r in second} == {"u1"} and len(second) == 2
+    # u1's three-item list is replaced whole by the two-item one; the other users keep run D1's.
+    expected = sorted(second + [r for r in first if r[4] != "u1"])
+    assert rows(current) == expected
+
+    assert main(common + ["--run-date", D1.isoformat(), "--num-results", "3"]) == 0  # a backfill
+    assert rows(current) == expected
+    capsys.readouterr()
+
+    before = rows(history)
+    clash = ["recommend", "--solution", solution, "--output", str(history), "--current", str(history),
+             "--run-date", D3.isoformat(), "--master", "local[2]", "--log-level", "WARNING"]
+    assert main(clash) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--current" in err[0] and "--output" in err[0], err
+    assert rows(history) == before and rows(current) == expected

@@ -29,8 +29,7 @@ def test_demo_generates_validates_trains_and_recommends(spark, tmp_path, capsys)
         per_user.setdefault(r["user_id"], []).append(r["rank"])
     assert all(sorted(ranks) == list(range(1, 26)) for ranks in per_user.values())
     assert {r["recipe"] for r in recs} == {"user-personalization"}
-    lines = [json.loads(line) for path in (workdir / "output" / "jsonl").iterdir()
-             if path.is_file() and not path.name.startswith((".", "_"))
-             for line in path.read_text().splitlines()]
+    assert sorted(p.name for p in (workdir / "output" / "jsonl").iterdir()) == ["all-users.out"]
+    lines = [json.loads(line) for line in (workdir / "output" / "jsonl" / "all-users.out").read_text().splitlines()]
     assert len(lines) == len(users)
     assert all(len(line["output"]["recommendedItems"]) == 25 for line in lines)

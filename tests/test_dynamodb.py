@@ -540,6 +540,42 @@ def test_related_items_export(spark, tmp_path, moto_server):
     assert summary["items"] == 6 and summary["shape"] == "related"
 
 
+def test_a_batch_job_exports_the_run_it_committed(spark, tmp_path, moto_server):
+    """``recommend --dynamodb-table``: the store receives exactly the rows of the Delta commit, under
+    the solution's canonical key, with a TTL counted from the export time."""
+    from batchrec import registry
+    from batchrec.commands import recommend
+    from batchrec.config import RecommendSettings
+    from batchrec.recipes import TrainedModel
+    from test_recommend import artifacts
+
+    seen = tmp_path / "interactions.csv"
+    seen.write_text("USER_ID,ITEM_ID,TIMESTAMP\nu1,a,1700000000\nu3,c,1700000000\n")
+    solution = str(tmp_path / "solution")
+    model = TrainedModel(recipe=RECIPE, params={}, artifacts=artifacts(spark), stats={})
+    registry.save_version(spark, solution, model, {"datasets": {"interactions": str(seen), "format": "csv"}})
+    settings = dataclasses.replace(settings_with(endpoint_url=moto_server.url, region=REGION),
+                                   recommend=RecommendSettings(num_results=3))
+    table, output = new_table(), tmp_path / "recs"
+    started = time.time()
+    summary = recommend.run(spark, settings, RUN, solution=solution, output=str(output), dynamodb_table=table)
+    rows = [(r.user_id, r.rank, r.item_id, r.score, r.reason)
+            for r in spark.read.format("delta").load(str(output)).collect()]
+    assert len(rows) == 4 * 3 and not any(r[0] == "u1" and r[2] == "a" for r in rows)  # seen pair left out
+    expected = expected_recs(rows, solution=summary["solution"], version=summary["version"], ttl=None)
+    got = scan(client_for(moto_server.url), table)
+    for item in got.values():
+        generated = dt.datetime.strptime(item.pop("generated_at"), "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.timezone.utc).timestamp()
+        assert started - 1 <= generated <= time.time() + 1
+        assert item.pop("ttl") == pytest.approx(generated + DynamoDBSettings().ttl_days * 86400, abs=1)
+    for item in expected.values():
+        del item["generated_at"]
+    assert got == expected
+    assert summary["solution"].startswith("file:")  # the canonical, qualified key
+    assert summary["dynamodb"]["items"] == summary["dynamodb"]["acknowledged"] == 4
+
+
 def test_export_killed_halfway_then_run_again_ends_with_the_exact_table(spark, recs_path, dynalite_server,
                                                                         proxy_for, tmp_path):
     proxy = proxy_for(dynalite_server, ["pass"])

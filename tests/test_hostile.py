@@ -266,7 +266,8 @@ def test_recommend_answers_hostile_lines_with_errors_in_valid_json(spark, capsys
                           "--output", out, "--jsonl", jsonl, "--num-results", "2")
     assert code == 0
     assert json.loads(stdout.strip().splitlines()[-1])["errors"] == 11
-    lines = [line for f in sorted(jsonl.glob("part-*")) for line in f.read_text().splitlines()]
+    assert sorted(p.name for p in jsonl.iterdir()) == ["requests.jsonl.out"]  # Personalize's name
+    lines = (jsonl / "requests.jsonl.out").read_text().splitlines()
     parsed = [json.loads(line, parse_constant=_no_constants) for line in lines]
     assert len(parsed) == len(HOSTILE_LINES)
     assert [p["error"] is None for p in parsed] == [True] + [False] * 11 + [True]

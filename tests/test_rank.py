@@ -69,7 +69,8 @@ def test_rank_command_writes_delta_and_personalize_lines_and_counts_bad_lines(sp
                    for r in spark.read.format("delta").load(out).collect())
     assert table == [("u1", 1, "b", "model"), ("u1", 2, "a", "model"),
                      ("u2", 1, "c", "model"), ("u2", 2, "a", "model"), ("u2", 3, "x", "unscored")]
-    got = [json.loads(x) for f in sorted(lines_dir.glob("part-*")) for x in f.read_text().splitlines()]
+    assert sorted(p.name for p in lines_dir.iterdir()) == ["ranking.jsonl.out"]
+    got = [json.loads(x) for x in (lines_dir / "ranking.jsonl.out").read_text().splitlines()]
     assert got[0] == {"input": {"userId": "u2", "itemList": ["a", "x", "c"]},
                       "output": {"recommendedItems": ["c", "a", "x"], "scores": [3.0, 0.0, None]}, "error": None}
     assert got[1]["input"] == '{"userId": "u1"}' and got[1]["output"] is None

@@ -169,7 +169,10 @@ def saved_version(spark, tmp_path):
 
 
 def lines_of(folder):
-    return [json.loads(x) for f in sorted(folder.glob("part-*")) for x in f.read_text().splitlines()]
+    """The lines of the one Personalize output file in ``folder`` (nothing else may be there)."""
+    names = sorted(p.name for p in folder.iterdir())
+    assert len(names) == 1 and names[0].endswith(".out"), names
+    return [json.loads(x) for x in (folder / names[0]).read_text().splitlines()]
 
 
 def test_recommend_command_writes_delta_and_jsonl_and_reruns_idempotently(spark, tmp_path, capsys):

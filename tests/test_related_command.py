@@ -42,6 +42,7 @@ def test_related_items_come_from_co_occurrence_and_unknown_items_get_popular_one
     # An unknown item gets popular items only: a, b and c (5 users each, by ID), then d (4), e (2).
     assert by_item["nope"][:3] == [("a", "popular"), ("b", "popular"), ("c", "popular")]
     assert summary["backfilled_items"] >= 1 and summary["items"] == 2
-    got = [json.loads(x) for f in sorted(lines.glob("part-*")) for x in f.read_text().splitlines()]
+    assert sorted(p.name for p in lines.iterdir()) == ["items.jsonl.out"]
+    got = [json.loads(x) for x in (lines / "items.jsonl.out").read_text().splitlines()]
     assert got[0]["input"] == {"itemId": "a"} and got[0]["error"] is None
     assert got[0]["output"]["recommendedItems"][:2] == ["b", "c"] and "scores" not in got[0]["output"]

@@ -171,6 +171,20 @@ def test_exclude_interacted_drops_past_interactors_before_the_cut(spark, model, 
     assert not {u for u, _ in got["m0"]} & {u for u, _ in first["m0"][:3]}
 
 
+@pytest.mark.parametrize("plan", [ONE_PASS, THRESHOLD], ids=["one-pass", "threshold"])
+def test_a_segment_whose_users_all_interacted_is_empty(spark, model, artifacts, plan):
+    """Every user interacted with m0: its segment is empty, even at the largest size; m5 loses the
+    one user who interacted with it and keeps everyone else."""
+    _, _, user_ids, _ = model
+    seen = [(u, "m0") for u in user_ids.values()] + [(user_ids[0], "m5")]
+    exclude = spark.createDataFrame(seen, f"{USER_ID} string, {ITEM_ID} string")
+    got = collect(S.item_affinity(artifacts, queries_df(spark, [("m0", "m0"), ("m5", "m5")]),
+                                  S.segment_size(S.MAX_NUM_RESULTS), exclude=exclude, max_candidates=plan))
+    expected = brute_force(model, {"m0": ["m0"], "m5": ["m5"]}, N_USERS, excluded=set(seen))
+    assert expected["m0"] == [] and len(expected["m5"]) == N_USERS - 1
+    assert got == {"m5": expected["m5"]}
+
+
 def test_unknown_item_gives_an_empty_segment(spark, model, artifacts):
     segment_items = queries_df(spark, [("known", "m2"), ("unknown", "no-such-item")])
     got = collect(S.affinity_segments(artifacts, segment_items, S.segment_size(3)))

@@ -57,9 +57,10 @@ def test_jsonl_lines_follow_the_personalize_batch_output_format(spark, tmp_path)
     results = recs(spark, [("u1", 2, "b", None, "popular"), ("u1", 1, "a", 0.25, "model")])
     out = tmp_path / "out"
     out.mkdir()
-    (out / "part-00000-old-c000.txt").write_text("from an earlier run\n")
-    jsonl.write_lines(jsonl.recommendation_lines(requests, results, with_scores=True), str(out))
-    lines = [line for f in sorted(out.glob("part-*")) for line in f.read_text().splitlines()]
+    (out / "part-00000-old-c000.txt").write_text("from an earlier run\n")  # an earlier version's output
+    assert jsonl.write_lines(jsonl.recommendation_lines(requests, results, with_scores=True), str(out)) == ["f.out"]
+    assert sorted(p.name for p in out.iterdir()) == ["f.out"]
+    lines = (out / "f.out").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [
         {"input": {"userId": "u1", "filterValues": {"G": '"x"'}},
          "output": {"recommendedItems": ["a", "b"], "scores": [0.25, None]}, "error": None},

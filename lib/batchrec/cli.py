@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import importlib
 import io
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -80,6 +83,54 @@ class Rename(click.ParamType):
         return source.strip(), target.strip()
 
 
+class ConfigOption(click.Option):
+    """An option that overrides a configuration key: its help shows the key's effective value
+    (conf/base.toml, conf/<env>.toml with BATCHREC_ENV, BATCHREC_<SECTION>__<KEY>), never a copy
+    of it in prose. ``config_key`` is ``section.key``; docs/reference.md lists every one."""
+
+    def __init__(self, *args: Any, config_key: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.config_key = config_key
+
+    def get_help_extra(self, ctx: click.Context):
+        extra = super().get_help_extra(ctx)
+        extra["default"] = f"{_configured(self.config_key, self)}, from {self.config_key}"
+        return extra
+
+
+def conf_option(*decls: str, key: str, **kwargs: Any) -> Callable:
+    """``click.option`` for an option that overrides the configuration key ``key``."""
+    return click.option(*decls, cls=ConfigOption, config_key=key, **kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def _help_settings():
+    """The configuration as a job would load it (without flags), for the defaults shown by --help."""
+    from batchrec.config import Settings
+
+    try:
+        return load_settings(env=os.environ.get("BATCHREC_ENV") or None)
+    except ConfigError:  # a broken configuration still gets help; the job itself will say what is wrong
+        return Settings()
+
+
+def _configured(key: str, option: Optional[click.Option] = None) -> str:
+    """The effective value of ``section.key`` in words for --help."""
+    section, _, name = key.partition(".")
+    value = getattr(getattr(_help_settings(), section), name)
+    if isinstance(value, bool) and option is not None and option.secondary_opts:
+        return (option.opts if value else option.secondary_opts)[0]
+    if value is None or (not isinstance(value, (bool, int, float)) and len(value) == 0):
+        return '""' if value == "" else "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if hasattr(value, "items"):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return repr(value) if isinstance(value, str) and not value.strip() else str(value)
+
+
 def _common_options(func: Callable) -> Callable:
     """Options every job takes: run date, configuration layers, Spark master, log level."""
     options = [
@@ -89,7 +140,7 @@ def _common_options(func: Callable) -> Callable:
                      help="Extra TOML file applied after conf/base.toml and conf/<env>.toml."),
         click.option("--env", envvar="BATCHREC_ENV", default=None,
                      help="Configuration overlay conf/<ENV>.toml (env: BATCHREC_ENV)."),
-        click.option("--master", default=None, help="Spark master URL for embedded runs."),
+        conf_option("--master", key="spark.master", default=None, help="Spark master URL for embedded runs."),
         click.option("--log-level", default="INFO", show_default=True,
                      type=click.Choice(LOG_LEVELS, case_sensitive=False),
                      help="batchrec's own log level (DEBUG also logs the traceback of a failure)."),
@@ -101,6 +152,62 @@ def _common_options(func: Callable) -> Callable:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _minimum_options(func: Callable) -> Callable:
+    """Personalize's minimums, lowered for small tests (validate, train, evaluate)."""
+    options = [
+        conf_option("--min-interactions", key="validation.min_interactions", type=click.IntRange(0),
+                    default=None, help="Interactions needed (Personalize's minimum); lower it for small tests."),
+        conf_option("--min-users", key="validation.min_users_with_two_interactions",
+                    type=click.IntRange(0), default=None,
+                    help="Users with at least 2 interactions needed (Personalize's minimum)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _count_options(defaults: Optional[tuple[int, int, int]] = None) -> Callable:
+    """``--num-users``, ``--num-items``, ``--num-interactions``: sizes of generated data (generate,
+    demo). The old spellings ``--users``/``--items``/``--interactions`` still work, hidden: those
+    names are dataset paths everywhere else."""
+    def decorate(func: Callable) -> Callable:
+        options = []
+        for (name, what), default in zip((("users", "users"), ("items", "items"),
+                                          ("interactions", "interaction rows")),
+                                         defaults or (None, None, None)):
+            options += [
+                click.option(f"--num-{name}", f"n_{name}", type=click.IntRange(1), default=default,
+                             show_default=default is not None, cls=click.Option if defaults else _Needed,
+                             help=f"Number of {what}."),
+                click.option(f"--{name}", f"old_n_{name}", type=click.IntRange(1), default=None,
+                             hidden=True, help=f"Old spelling of --num-{name}."),
+            ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+class _Needed(click.Option):
+    """A required option that the command checks itself (a hidden old spelling may give its value);
+    its help says "required" like click's own."""
+
+    def get_help_extra(self, ctx: click.Context):
+        return {**super().get_help_extra(ctx), "required": "required"}
+
+
+def _counts(kwargs: dict) -> dict:
+    """Merge the hidden old spellings of the count options; a count is required."""
+    for name in ("users", "items", "interactions"):
+        old = kwargs.pop(f"old_n_{name}")
+        if old is not None:
+            kwargs[f"n_{name}"] = old
+        if kwargs[f"n_{name}"] is None:
+            raise click.MissingParameter(param_hint=f"'--num-{name}'", param_type="option")
+    return kwargs
 
 
 def _dataset_options(required: bool) -> Callable:
@@ -149,18 +256,31 @@ def _run_job(command: str, overrides: Optional[dict] = None,
     module = importlib.import_module(f"batchrec.commands.{command.replace('-', '_')}")
     from batchrec.spark import get_spark
 
-    log.info("command=%s run_date=%s version=%s", ctx.info_name, run_date, __version__)
+    layers = layer_files(common["env"], common["config_file"])
+    log.info("command=%s run_date=%s version=%s config=%s", ctx.info_name, run_date, __version__,
+             ",".join(str(path) for _, path in layers) or "defaults")
     spark = get_spark(settings.spark)
     # The configuration files are inputs too: no output of the job may overwrite one.
-    config_files = [Location(label, local_uri(str(path)), KIND_FILE)
-                    for label, path in layer_files(common["env"], common["config_file"])]
+    config_files = [Location(label, local_uri(str(path)), KIND_FILE) for label, path in layers]
     # --quiet: what a job prints on the way is held back; the summary line is printed alone.
     held = io.StringIO()
-    with ambient_inputs(config_files), (contextlib.redirect_stdout(held) if common["quiet"]
-                                        else contextlib.nullcontext()):
-        result = module.run(spark, settings, run_date, **kwargs)
+    started = time.perf_counter()
+
+    def emit(result: dict) -> None:  # one summary shape for every command (batchrec.summary)
+        run_summary.emit(run_summary.shape(command, result, run_date.isoformat(),
+                                           time.perf_counter() - started, kwargs),
+                         spark, common["summary_file"])
+
+    try:
+        with ambient_inputs(config_files), (contextlib.redirect_stdout(held) if common["quiet"]
+                                            else contextlib.nullcontext()):
+            result = module.run(spark, settings, run_date, **kwargs)
+    except BatchrecError as exc:  # failed with counts to report: an incomplete export, failed validation
+        if getattr(exc, "summary", None):
+            emit(exc.summary)
+        raise
     if isinstance(result, dict) and result:  # --infer-schema prints a schema, not a summary
-        run_summary.emit(result, spark, common["summary_file"])
+        emit(result)
     elif held.getvalue():
         sys.stdout.write(held.getvalue())
 
@@ -181,13 +301,10 @@ def cli() -> None:
 @_dataset_options(required=True)
 @click.option("--rejects", default=None, help="Delta table receiving every rejected row with its reason.")
 @click.option("--report", default=None, help="Write the validation summary as JSON to this file (path or URI).")
-@click.option("--delimiter", default=None, help="CSV field delimiter (default ',').")
-@click.option("--max-reject-fraction", type=click.FloatRange(0, 1), default=None,
-              help="Fail when more than this fraction of a dataset's rows is rejected (default 0.01).")
-@click.option("--min-interactions", type=click.IntRange(0), default=None,
-              help="Lower Personalize's minimum of 1000 interactions (small tests).")
-@click.option("--min-users", type=click.IntRange(0), default=None,
-              help="Lower Personalize's minimum of 25 users with at least 2 interactions.")
+@conf_option("--delimiter", key="validation.csv_delimiter", default=None, help="CSV field delimiter.")
+@conf_option("--max-reject-fraction", key="validation.max_reject_fraction", type=click.FloatRange(0, 1),
+             default=None, help="Fail when more than this fraction of a dataset's rows is rejected.")
+@_minimum_options
 @click.option("--infer-schema", is_flag=True, help="Print the inferred Personalize schema of each dataset.")
 def validate(delimiter, max_reject_fraction, min_interactions, min_users, **kwargs) -> None:
     """Check datasets, write rejects and a summary; exit 1 when the data is not usable."""
@@ -199,10 +316,7 @@ def validate(delimiter, max_reject_fraction, min_interactions, min_users, **kwar
 
 @cli.command()
 @_common_options
-@click.option("--users", "n_users", type=click.IntRange(1), required=True, help="Number of users.")
-@click.option("--items", "n_items", type=click.IntRange(1), required=True, help="Number of items.")
-@click.option("--interactions", "n_interactions", type=click.IntRange(1), required=True,
-              help="Number of interaction rows.")
+@_count_options()
 @click.option("--output", required=True, help="Folder receiving interactions/, items/, users/ (CSV).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed; same seed, same data.")
 @click.option("--span-days", type=click.IntRange(1), default=90, show_default=True,
@@ -211,7 +325,7 @@ def validate(delimiter, max_reject_fraction, min_interactions, min_users, **kwar
               help="Hidden taste clusters shared by users and items.")
 def generate(**kwargs) -> None:
     """Write a deterministic synthetic dataset in Personalize's CSV format."""
-    _run_job("generate", **kwargs)
+    _run_job("generate", **_counts(kwargs))
 
 
 @cli.command()
@@ -222,19 +336,17 @@ def generate(**kwargs) -> None:
 @click.option("--param", "params", type=KeyValue(), multiple=True,
               help="Recipe parameter, MLlib names for ALS (e.g. rank=64, regParam=0.1).")
 @click.option("--hpo", is_flag=True, help="Search parameters on validation data before the final training.")
-@click.option("--min-interactions", type=click.IntRange(0), default=None,
-              help="Lower Personalize's minimum of 1000 interactions (small tests).")
-@click.option("--min-users", type=click.IntRange(0), default=None,
-              help="Lower Personalize's minimum of 25 users with at least 2 interactions.")
-@click.option("--event-type", "event_types", multiple=True, help="Keep only these event types (repeatable).")
-@click.option("--event-weight", "event_weights", type=KeyValue(), multiple=True,
-              help="Confidence weight per event type, e.g. purchase=3 (repeatable).")
-@click.option("--event-value-threshold", type=float, default=None,
-              help="Keep events with EVENT_VALUE >= this value.")
-@click.option("--lookback-days", type=click.IntRange(1), default=None,
-              help="Train on the last N days before the run date.")
-@click.option("--half-life-days", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Time-decay half-life of interaction weights.")
+@_minimum_options
+@conf_option("--event-type", "event_types", key="prepare.event_types", multiple=True,
+             help="Keep only these event types (repeatable; none: every event type).")
+@conf_option("--event-weight", "event_weights", key="prepare.event_weights", type=KeyValue(), multiple=True,
+             help="Confidence weight per event type, e.g. purchase=3 (repeatable; unlisted types weigh 1).")
+@conf_option("--event-value-threshold", key="prepare.event_value_threshold", type=float, default=None,
+             help="Keep events with EVENT_VALUE >= this value.")
+@conf_option("--lookback-days", key="prepare.lookback_days", type=click.IntRange(1), default=None,
+             help="Train on the last N days before the run date.")
+@conf_option("--half-life-days", key="prepare.half_life_days", type=click.FloatRange(min=0, min_open=True),
+             default=None, help="Time-decay half-life of interaction weights.")
 @click.option("--evaluate/--no-evaluate", default=False, show_default=True,
               help="Also train on a hold-out split and store its metrics with the version "
                    "(a second training: about doubles the time; batchrec evaluate measures on demand).")
@@ -316,16 +428,18 @@ def _fresh_data_options(func: Callable) -> Callable:
 @_fresh_data_options
 @click.option("--input", "input_path", default=None,
               help='JSON lines {"userId": ...}; default: every user known to the model.')
-@click.option("--num-results", type=click.IntRange(1, MAX_NUM_RESULTS), default=None,
-              help=f"Items per user (default 25, at most {MAX_NUM_RESULTS}).")
-@click.option("--exclude-seen/--include-seen", default=None,
-              help="Drop items the user already interacted with (default on).")
-@click.option("--exclude-event-type", "exclude_event_types", multiple=True,
-              help="Only interactions of these event types count as seen (repeatable).")
-@click.option("--exploration-weight", type=click.FloatRange(0, 1), default=None,
-              help="0 to 1; bonus for young, little-seen items (default 0: off).")
-@click.option("--exploration-item-age-cut-off", type=click.FloatRange(min=1), default=None,
-              help="Days; items younger than this may be explored (default 30).")
+@conf_option("--num-results", key="recommend.num_results", type=click.IntRange(1, MAX_NUM_RESULTS),
+             default=None, help="Items per user.")
+@conf_option("--exclude-seen/--include-seen", key="recommend.exclude_seen", default=None,
+             help="Drop items the user already interacted with.")
+@conf_option("--exclude-event-type", "exclude_event_types", key="recommend.exclude_event_types",
+             multiple=True, help="Only interactions of these event types count as seen (repeatable; "
+                                 "none: every event type).")
+@conf_option("--exploration-weight", key="recommend.exploration_weight", type=click.FloatRange(0, 1),
+             default=None, help="Bonus for young, little-seen items; 0 is off.")
+@conf_option("--exploration-item-age-cut-off", key="recommend.exploration_item_age_cut_off",
+             type=click.FloatRange(min=1), default=None,
+             help="Days; items younger than this may be explored.")
 def recommend(num_results, exclude_seen, exclude_event_types, exploration_weight,
               exploration_item_age_cut_off, **kwargs) -> None:
     """Top-N items per user into Delta (and optionally Personalize JSON lines)."""
@@ -365,19 +479,20 @@ def _dynamodb_table_name(ctx, param, value):
 @click.option("--solution", default=None, help="Export only this solution's rows of the run (default: all).")
 @click.option("--shape", type=click.Choice(("recommendations", "related", "segments")), default=None,
               help="The table's shape (default: told by its columns).")
-@click.option("--endpoint-url", default=None,
-              help="DynamoDB-compatible endpoint, e.g. http://localhost:8000 (default: AWS).")
-@click.option("--region", default=None, help="AWS region (default: boto3's chain, e.g. AWS_REGION).")
-@click.option("--ttl-days", type=click.IntRange(0), default=None,
-              help="Items expire D days after the export; 0: no TTL (default 7).")
+@conf_option("--endpoint-url", key="dynamodb.endpoint_url", default=None,
+             help="DynamoDB-compatible endpoint, e.g. http://localhost:8000; empty: AWS.")
+@conf_option("--region", key="dynamodb.region", default=None,
+             help="AWS region; empty: boto3's chain, e.g. AWS_REGION.")
+@conf_option("--ttl-days", key="dynamodb.ttl_days", type=click.IntRange(0), default=None,
+             help="Items expire D days after the export; 0: no TTL.")
 @click.option("--create-table/--no-create-table", default=True, show_default=True,
               help="Create the table (on-demand, TTL on) when it is missing.")
-@click.option("--write-rate", type=click.FloatRange(0), default=None,
-              help="Global write budget per second, in [dynamodb] write_rate_unit (default 1000 WCU; 0: no limit).")
-@click.option("--writers", type=click.IntRange(1), default=None,
-              help="Writer tasks (default: Spark's default parallelism).")
-@click.option("--verify-sample", type=click.IntRange(0), default=None,
-              help="Items read back and compared after the export (default 100).")
+@conf_option("--write-rate", key="dynamodb.write_rate", type=click.FloatRange(0), default=None,
+             help="Global write budget per second, in [dynamodb] write_rate_unit; 0: no limit.")
+@conf_option("--writers", key="dynamodb.writers", type=click.IntRange(1), default=None,
+             help="Writer tasks; 0 in the configuration: Spark's default parallelism.")
+@conf_option("--verify-sample", key="dynamodb.verify_sample", type=click.IntRange(0), default=None,
+             help="Items read back and compared after the export.")
 @click.option("--allow-older-run", is_flag=True,
               help="Export even though the input has a later run of the same solution.")
 def export_dynamodb(write_rate, writers, verify_sample, **kwargs) -> None:
@@ -391,8 +506,8 @@ def export_dynamodb(write_rate, writers, verify_sample, **kwargs) -> None:
 @_batch_options
 @click.option("--input", "input_path", default=None,
               help='JSON lines {"itemId": ...}; default: every item the model relates.')
-@click.option("--num-results", type=click.IntRange(1, MAX_NUM_RESULTS), default=None,
-              help=f"Related items per item (default recommend.num_results, at most {MAX_NUM_RESULTS}).")
+@conf_option("--num-results", key="recommend.num_results", type=click.IntRange(1, MAX_NUM_RESULTS),
+             default=None, help="Related items per item.")
 def related(num_results, **kwargs) -> None:
     """Related items per item (sims, similar-items) into Delta (and Personalize JSON lines)."""
     _run_job("related", {"recommend": _compact(num_results=num_results)}, **kwargs)
@@ -405,12 +520,12 @@ def related(num_results, **kwargs) -> None:
 @click.option("--input", "input_path", default=None,
               help='JSON lines {"itemId": ...} or {"itemAttributes": "ITEMS.GENRES = \\"Comedy\\""}; '
                    "default: one segment per item of the model.")
-@click.option("--num-results", type=click.IntRange(1, 5_000_000), default=None,
-              help="Users per segment (default segment.num_results = 25).")
-@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Or the top share of all users, e.g. 0.01.")
-@click.option("--exclude-interacted/--include-interacted", default=None,
-              help="Leave out users who already interacted with the segment's items.")
+@conf_option("--num-results", key="segment.num_results", type=click.IntRange(1, 5_000_000), default=None,
+             help="Users per segment.")
+@conf_option("--fraction", key="segment.fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
+             help="Or the top share of all users, e.g. 0.01.")
+@conf_option("--exclude-interacted/--include-interacted", key="segment.exclude_interacted", default=None,
+             help="Leave out users who already interacted with the segment's items.")
 def segment(num_results, fraction, exclude_interacted, **kwargs) -> None:
     """User segments per item or item-attribute query into Delta (and Personalize JSON lines)."""
     if num_results is not None and fraction is not None:
@@ -424,17 +539,14 @@ def segment(num_results, fraction, exclude_interacted, **kwargs) -> None:
 @_dataset_options(required=True)
 @click.option("--recipe", "recipes", type=click.Choice(RECIPE_NAMES), multiple=True, required=True,
               help="Recipe to evaluate; repeat to compare several on the same split.")
-@click.option("--protocol", type=click.Choice(PROTOCOL_NAMES), default=None,
-              help="Hold-out protocol (default personalize).")
-@click.option("--k", "k_values", default=None, help="Cut-offs, comma-separated (default 5,10,25).")
+@conf_option("--protocol", key="evaluate.protocol", type=click.Choice(PROTOCOL_NAMES), default=None,
+             help="Hold-out protocol.")
+@conf_option("--k", "k_values", key="evaluate.k", default=None, help="Cut-offs, comma-separated.")
 @click.option("--param", "params", type=KeyValue(), multiple=True, help="Recipe parameter (repeatable).")
 @click.option("--hpo", is_flag=True, help="Random search over the recipe's parameters on a validation split.")
 @click.option("--report", required=True, help="JSON report file (path or URI).")
 @click.option("--html", default=None, help="Self-contained HTML report file (path or URI).")
-@click.option("--min-interactions", type=click.IntRange(0), default=None,
-              help="Lower Personalize's minimum of 1000 interactions (small tests).")
-@click.option("--min-users", type=click.IntRange(0), default=None,
-              help="Lower Personalize's minimum of 25 users with at least 2 interactions.")
+@_minimum_options
 def evaluate(protocol, k_values, min_interactions, min_users, **kwargs) -> None:
     """Compare recipes on one hold-out split; console table, JSON and HTML reports."""
     k_tuple = None
@@ -458,12 +570,10 @@ def evaluate(protocol, k_values, min_interactions, min_users, **kwargs) -> None:
 @cli.command()
 @_common_options
 @click.option("--workdir", default="batchrec-demo", show_default=True, help="Folder for data and outputs.")
-@click.option("--users", "n_users", type=click.IntRange(1), default=2000, show_default=True)
-@click.option("--items", "n_items", type=click.IntRange(1), default=500, show_default=True)
-@click.option("--interactions", "n_interactions", type=click.IntRange(1), default=60000, show_default=True)
+@_count_options(defaults=(2000, 500, 60000))
 def demo(**kwargs) -> None:
     """Generate data, validate, train, recommend; print where the results are."""
-    _run_job("demo", **kwargs)
+    _run_job("demo", **_counts(kwargs))
 
 
 STAGE_NAMES = ("validate", "train", "recommend", "related", "segment", "export-dynamodb")

@@ -5,6 +5,7 @@ Precedence, lowest first::
     dataclass defaults < conf/base.toml < conf/<env>.toml < --config FILE
         < environment variables BATCHREC_<SECTION>__<KEY> < command-line flags
 
+:func:`load_settings_with_origins` also says which layer set each value (``batchrec config show``).
 Every layer is checked against the dataclass schema: an unknown section or key, a value of the
 wrong type, or a value of the right type that cannot work (``csv_delimiter = ""``,
 ``shuffle_partitions = -3``, ``driver_memory = "lots"``: see :data:`CHECKS`) raises
@@ -39,6 +40,9 @@ ENV_PREFIX = "BATCHREC_"
 ENV_SEPARATOR = "__"
 CONF_DIR_ENV = "BATCHREC_CONF_DIR"
 BASE_FILE = "base.toml"
+# conf/*.toml as installed with the package (setup.py maps the repository's conf/ to batchrec/conf).
+PACKAGED_CONF_DIR = Path(__file__).resolve().parent / "conf"
+DEFAULT_ORIGIN = "default"  # a value no layer sets: the dataclass default
 
 
 def _frozen_map(**kwargs: Any) -> Mapping[str, Any]:
@@ -354,12 +358,14 @@ def default_conf_dir() -> Optional[Path]:
 
     ``$BATCHREC_CONF_DIR`` wins; else ``./conf`` when it holds ``base.toml``; else the working
     directory itself (spark-submit ``--files conf/base.toml`` in cluster mode puts it there); else
-    the repository's ``conf/`` next to ``lib/`` (a source checkout or an editable install).
+    the repository's ``conf/`` next to ``lib/`` (a source checkout or an editable install); else the
+    copy installed with the package (``batchrec/conf``, from a wheel).
     """
     if os.environ.get(CONF_DIR_ENV):
         return Path(os.environ[CONF_DIR_ENV])
     here = Path.cwd()
-    for candidate in (here / "conf", here, Path(__file__).resolve().parents[2] / "conf"):
+    for candidate in (here / "conf", here, Path(__file__).resolve().parents[2] / "conf",
+                      PACKAGED_CONF_DIR):
         if (candidate / BASE_FILE).is_file():
             return candidate
     return None
@@ -383,6 +389,72 @@ def layer_files(env: Optional[str] = None, config_file: Optional[Path] = None,
     return files
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One configuration layer: where it comes from and the values it sets.
+
+    Attributes:
+        source: how errors name it: a file's path, ``environment`` or ``command line``.
+        label: how ``config show`` names it: ``base.toml``, ``conf/<env>.toml``, ``--config``,
+            ``environment``, ``command line``.
+        values: ``{section: {key: value}}`` as read (checked when merged).
+        origins: ``{"section.key": origin}`` where a value's origin is finer than the layer (the
+            environment variable that set it).
+        path: the file, for file layers.
+    """
+
+    source: str
+    label: str
+    values: Mapping[str, Any]
+    origins: Mapping[str, str] = field(default_factory=_frozen_map)
+    path: Optional[Path] = None
+
+    def origin(self, key: str) -> str:
+        """Where ``section.key`` came from in this layer, for ``config show``."""
+        if key in self.origins:
+            return self.origins[key]
+        return self.label
+
+
+def read_layers(
+    env: Optional[str] = None,
+    config_file: Optional[Path] = None,
+    overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+    conf_dir: Optional[Path] = None,
+) -> list[Layer]:
+    """Read every configuration layer, lowest first (arguments as for :func:`load_settings`).
+
+    Raises:
+        ConfigError: an overlay or ``--config`` file is missing, is a folder or is not TOML.
+    """
+    conf_dir = conf_dir if conf_dir is not None else default_conf_dir()
+    layers: list[Layer] = []
+    if conf_dir is not None and (conf_dir / BASE_FILE).is_file():
+        layers.append(_file_layer(conf_dir / BASE_FILE, BASE_FILE))
+    if env:
+        overlay = (conf_dir or Path("conf")) / f"{env}.toml"
+        if not overlay.is_file():
+            raise ConfigError(f"--env {env}: no configuration overlay at {overlay}")
+        layers.append(_file_layer(overlay, f"conf/{env}.toml"))
+    if config_file is not None:
+        if Path(config_file).is_dir():
+            raise ConfigError(f"--config {config_file}: is a folder; expected a TOML file")
+        if not Path(config_file).is_file():
+            raise ConfigError(f"--config {config_file}: file not found")
+        layers.append(_file_layer(Path(config_file), "--config"))
+    values, names = _environment_layer(environ if environ is not None else os.environ)
+    layers.append(Layer("environment", "environment", values, types.MappingProxyType(names)))
+    if overrides:
+        layers.append(Layer("command line", "command line", overrides))
+    return layers
+
+
+def _file_layer(path: Path, label: str) -> Layer:
+    source, values = _read_toml(path)
+    return Layer(source, label, values, path=path)
+
+
 def load_settings(
     env: Optional[str] = None,
     config_file: Optional[Path] = None,
@@ -402,30 +474,42 @@ def load_settings(
     Raises:
         ConfigError: a file is missing or not TOML, or a key or value does not fit the schema.
     """
+    return merge_layers(read_layers(env, config_file, overrides, environ, conf_dir))[0]
+
+
+def load_settings_with_origins(
+    env: Optional[str] = None,
+    config_file: Optional[Path] = None,
+    overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+    conf_dir: Optional[Path] = None,
+) -> tuple[Settings, dict[str, str], list[Layer]]:
+    """:func:`load_settings`, plus where each value came from and the layers read.
+
+    Returns:
+        ``(settings, origins, layers)``: ``origins`` maps every ``section.key`` of the schema to
+        the layer that set it last (``base.toml``, ``conf/<env>.toml``, ``--config``, the
+        ``BATCHREC_<SECTION>__<KEY>`` variable, ``command line``) or ``default`` when no layer sets
+        it; ``layers`` say which files those are.
+    """
+    layers = read_layers(env, config_file, overrides, environ, conf_dir)
+    settings, origins = merge_layers(layers)
+    return settings, origins, layers
+
+
+def merge_layers(layers: list[Layer]) -> tuple[Settings, dict[str, str]]:
+    """Check every layer against the schema and merge them, later layers winning.
+
+    Returns:
+        The settings and ``{"section.key": origin}`` for every key of the schema.
+    """
     sections = section_types()
     merged: dict[str, dict[str, Any]] = {name: {} for name in sections}
-    conf_dir = conf_dir if conf_dir is not None else default_conf_dir()
-
-    layers: list[tuple[str, Mapping[str, Any]]] = []
-    if conf_dir is not None and (conf_dir / BASE_FILE).is_file():
-        layers.append(_read_toml(conf_dir / BASE_FILE))
-    if env:
-        overlay = (conf_dir or Path("conf")) / f"{env}.toml"
-        if not overlay.is_file():
-            raise ConfigError(f"--env {env}: no configuration overlay at {overlay}")
-        layers.append(_read_toml(overlay))
-    if config_file is not None:
-        if Path(config_file).is_dir():
-            raise ConfigError(f"--config {config_file}: is a folder; expected a TOML file")
-        if not Path(config_file).is_file():
-            raise ConfigError(f"--config {config_file}: file not found")
-        layers.append(_read_toml(Path(config_file)))
-    layers.append(("environment", _environment_layer(environ if environ is not None else os.environ)))
-    if overrides:
-        layers.append(("command line", overrides))
-
-    for source, data in layers:
-        for section, values in data.items():
+    origins = {f"{name}.{key}": DEFAULT_ORIGIN for name, cls in sections.items()
+               for key in typing.get_type_hints(cls)}
+    for layer in layers:
+        source = layer.source
+        for section, values in layer.values.items():
             if section not in sections:
                 raise ConfigError(
                     f"{source}: unknown section [{section}]; expected one of {sorted(sections)}"
@@ -443,8 +527,10 @@ def load_settings(
                 check_value(f"{section}.{key}", typed, source)
                 _check_recipe_range(section, key, typed, source)
                 merged[section][key] = typed
+                origins[f"{section}.{key}"] = layer.origin(f"{section}.{key}")
 
-    return Settings(**{name: cls(**merged[name]) for name, cls in sections.items()})
+    settings = Settings(**{name: cls(**merged[name]) for name, cls in sections.items()})
+    return settings, origins
 
 
 def _check_recipe_range(section: str, key: str, value: Any, source: str) -> None:
@@ -479,10 +565,15 @@ def _read_toml(path: Path) -> tuple[str, Mapping[str, Any]]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
 
 
-def _environment_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Collect ``BATCHREC_SECTION__KEY=value`` variables; values are read as TOML literals."""
+def _environment_layer(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Collect ``BATCHREC_SECTION__KEY=value`` variables; values are read as TOML literals.
+
+    Returns:
+        ``({section: {key: value}}, {"section.key": variable name})``.
+    """
     layer: dict[str, dict[str, Any]] = {}
-    for name, raw in environ.items():
+    names: dict[str, str] = {}
+    for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
             continue
         section, _, key = name[len(ENV_PREFIX):].partition(ENV_SEPARATOR)
@@ -491,7 +582,8 @@ def _environment_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         # Keys keep their schema spelling (MLlib's camelCase) whatever the variable's case.
         key = next((k for k in hints if k.lower() == key.lower()), key.lower())
         layer.setdefault(section, {})[key] = parse_literal(raw)
-    return layer
+        names[f"{section}.{key}"] = name
+    return layer, names
 
 
 def parse_literal(raw: str) -> Any:

@@ -68,6 +68,17 @@ def delta_coordinates() -> list[str]:
     return [f"io.delta:{artifact}:{delta_version}", f"io.delta:delta-storage:{delta_version}"]
 
 
+def cached_delta_jars() -> list[str]:
+    """The delta-spark jars (with their dependencies) an earlier embedded run resolved into the cache
+    (Ivy's, or the Maven fallback's), or [] when none was resolved yet. ``spark-submit.sh
+    --ship-jars`` passes them with ``--jars`` to clusters without Maven access."""
+    cached = _cached_jars(_manifest_path(delta_coordinates()))
+    if cached:
+        return cached
+    maven = cache_dir() / "jars"
+    return sorted(str(p) for p in maven.glob("*.jar")) if maven.is_dir() else []
+
+
 def get_spark(settings: SparkSettings) -> "SparkSession":
     """Return the SparkSession for this process, creating it if needed.
 

@@ -248,9 +248,9 @@ def unapplied_filter_values(requests: DataFrame) -> int:
     Batch jobs take no filter yet, so such values cannot be applied: the lines are served
     unfiltered, and the run says so (log and summary) instead of dropping the values silently.
     """
-    has_values = F.try_variant_get(parse_object(F.col(inputs.RAW)), f"$.{FILTER_VALUES}", "variant")
+    values = F.to_json(F.try_variant_get(parse_object(F.col(inputs.RAW)), f"$.{FILTER_VALUES}", "variant"))
     found = int(requests.where(F.col(inputs.ERROR).isNull() & F.col(inputs.RAW).contains(FILTER_VALUES)
-                               & has_values.isNotNull()).count())
+                               & ~F.coalesce(values, F.lit("null")).isin("null", "{}")).count())
     if found:
         log.warning("%s", _warnings(found)[0])
     return found

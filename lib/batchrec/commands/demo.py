@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 RECIPE = "user-personalization"
 EXAMPLE_USERS = 2
 EXAMPLE_ITEMS = 5
+SUMMARY_METRICS = ("precision@10", "ndcg@10", "coverage")  # the rest are in the version's metadata
 
 
 def run(spark, settings: Settings, run_date: dt.date, *, n_users: int, n_items: int,
-        n_interactions: int, workdir: str) -> dict[str, str]:
-    """Run the demo pipeline under ``workdir`` and return the paths of its outputs."""
+        n_interactions: int, workdir: str) -> dict:
+    """Run the demo pipeline under ``workdir``; returns the summary (sizes, the version trained,
+    the recommendation counts and the paths of every output)."""
     workdir = os.path.abspath(workdir)
     paths = {
         "data": os.path.join(workdir, "data"),
@@ -61,9 +63,10 @@ def run(spark, settings: Settings, run_date: dt.date, *, n_users: int, n_items: 
                         items=data["items"], users=data["users"], data_format="csv",
                         schemas=schemas, recipe=RECIPE, solution=paths["solution"], evaluate=True)
     _banner("4/4 recommend")
-    recommend.run(spark, settings, run_date, solution=paths["solution"], version=trained["version"],
-                  output=paths["recommendations"], jsonl=paths["jsonl"], interactions=None,
-                  items=None, users=None, data_format="auto", input_path=None)
+    recommended = recommend.run(spark, settings, run_date, solution=paths["solution"],
+                                version=trained["version"], output=paths["recommendations"],
+                                jsonl=paths["jsonl"], interactions=None, items=None, users=None,
+                                data_format="auto", input_path=None)
 
     _banner("results")
     for name, path in paths.items():
@@ -71,7 +74,14 @@ def run(spark, settings: Settings, run_date: dt.date, *, n_users: int, n_items: 
     if trained.get("metrics"):
         click.echo("hold-out metrics   " + json.dumps(trained["metrics"], sort_keys=True))
     _show_examples(spark, paths["recommendations"], run_date)
-    return paths
+    metrics = trained.get("metrics") or {}
+    return {"command": "demo", "run_date": run_date.isoformat(), "workdir": workdir,
+            "users": n_users, "items": n_items, "interactions": n_interactions,
+            "recipe": RECIPE, "version": trained["version"],
+            "metrics": {k: metrics[k] for k in SUMMARY_METRICS if k in metrics},
+            "users_with_results": recommended.get("users_with_results"),
+            "rows": recommended.get("rows"), "jsonl_files": recommended.get("jsonl_files"),
+            "paths": paths}
 
 
 def _banner(text: str) -> None:

@@ -1,17 +1,16 @@
 """``batchrec export-dynamodb``: one run of a batch output Delta table into a DynamoDB-compatible table.
 
-The work is ``batchrec.sinks.dynamodb.export_run``; this module adds the command's summary line on
-stdout (also when the export is incomplete, before it exits 1).
+The work is ``batchrec.sinks.dynamodb.export_run``; the CLI prints its summary line on stdout (also
+when the export is incomplete: the ``ExportIncomplete`` error carries it, and the command exits 1).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from typing import Optional
 
-from batchrec.sinks.dynamodb import ExportIncomplete, export_run
+from batchrec.sinks.dynamodb import export_run
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +21,13 @@ def run(spark, settings, run_date: dt.date, *, input: str, table: str, endpoint_
     """Export the rows of ``run_date`` (and ``solution``) of the Delta table ``input`` to ``table``.
 
     ``ttl_days`` None takes ``[dynamodb] ttl_days``. Returns the summary of
-    :func:`batchrec.sinks.dynamodb.export_run`, which it also prints as one JSON line.
+    :func:`batchrec.sinks.dynamodb.export_run`.
 
     Raises:
         UsageError, ConfigError, DataError, JobError: see ``export_run``; ExportIncomplete (a
-        JobError, exit 1) when items are missing, after printing the summary.
+        JobError, exit 1, carrying the summary) when items are missing.
     """
-    try:
-        summary = export_run(spark, input, run_date, solution, settings, table, endpoint_url, region,
-                             shape=shape, ttl_days=ttl_days, create_table=create_table,
-                             allow_older_run=allow_older_run)
-    except ExportIncomplete as exc:
-        print(json.dumps(exc.summary), flush=True)
-        raise
-    print(json.dumps(summary), flush=True)
-    return summary
+    # The CLI prints the summary (batchrec.summary), also the one an ExportIncomplete carries.
+    return export_run(spark, input, run_date, solution, settings, table, endpoint_url, region,
+                      shape=shape, ttl_days=ttl_days, create_table=create_table,
+                      allow_older_run=allow_older_run)

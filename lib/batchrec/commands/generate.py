@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-import click
 from pyspark.sql import SparkSession
 
 from batchrec.config import Settings
@@ -27,7 +26,7 @@ def run(
     seed: int = 42,
     span_days: int = 90,
     clusters: int = 20,
-) -> dict[str, str]:
+) -> dict:
     """Generate the interactions, items and users datasets and their schemas under ``output``.
 
     The timestamps span ``span_days`` days ending at the end of ``run_date`` (UTC), so the same seed
@@ -44,7 +43,8 @@ def run(
         clusters: hidden taste clusters.
 
     Returns:
-        The paths written (see :func:`batchrec.datasets.generate.write_datasets`).
+        The summary: the sizes asked for, the seed and the paths written (see
+        :func:`batchrec.datasets.generate.write_datasets`).
 
     Raises:
         UsageError: a size or parameter is out of range; ``output`` exists and is not a previous
@@ -56,5 +56,7 @@ def run(
                                  span_days=span_days, clusters=clusters, end_date=run_date)
     written = write_datasets(datasets, output)
     for key, path in written.items():
-        click.echo(f"{key:<20} {path}")
-    return written
+        log.info("wrote %s to %s", key, path)
+    return {"command": "generate", "run_date": run_date.isoformat(), "output": output,
+            "users": n_users, "items": n_items, "interactions": n_interactions, "seed": seed,
+            "span_days": span_days, "clusters": clusters, "paths": written}

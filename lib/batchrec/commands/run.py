@@ -113,9 +113,9 @@ class _Runner:
             return self._summary("already complete")
         self.state = self._read_state()
         stages = self.state["stages"]
-        if self.force:
+        if self.force:  # run again; the attempts count on
             for name in ([only] if only else plan.stages):
-                stages.pop(name, None)
+                stages[name] = {"status": "pending", "attempts": stages.get(name, {}).get("attempts", 0)}
         if complete:  # --force: the marker goes first, so nobody reads a manifest being replaced
             fs.delete(spark, plan.success_path)
         if self.state.get("pipeline_sha256") not in (None, plan.digest) and any(

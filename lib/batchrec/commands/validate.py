@@ -70,8 +70,10 @@ def run(spark: "SparkSession", settings: Settings, run_date: dt.date, *, interac
     if summary["failures"]:
         where = [f"rejected rows: {rejects}"] if rejects else []
         where += [f"report: {report}"] if report else []
-        raise DataError("validation failed: " + "; ".join(summary["failures"])
-                        + (f" ({', '.join(where)})" if where else ""))
+        failure = DataError("validation failed: " + "; ".join(summary["failures"])
+                            + (f" ({', '.join(where)})" if where else ""))
+        failure.summary = summary  # the CLI still prints the counts (batchrec.summary)
+        raise failure
     return summary
 
 
