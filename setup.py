@@ -18,9 +18,11 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    package_dir={"": "lib"},
-    packages=find_packages("lib"),
-    package_data={"batchrec": ["log4j2.properties"]},
+    # conf/ (base.toml, the overlays, example schemas) is installed as batchrec/conf, so an installed
+    # copy finds its configuration outside the checkout (batchrec.config.default_conf_dir).
+    package_dir={"": "lib", "batchrec.conf": "conf"},
+    packages=find_packages("lib") + ["batchrec.conf"],
+    package_data={"batchrec": ["log4j2.properties"], "batchrec.conf": ["*.toml", "schemas/*.json"]},
     install_requires=SPARK_PINS + [
         "pyarrow>=14",
         "numpy>=1.24",

@@ -55,7 +55,7 @@ def test_the_cli_lists_the_catalogue_and_the_catalogue_imports_no_spark():
 @pytest.mark.parametrize("command, params, message", [
     ("train", ["rank=0"], "parameter rank=0 for recipe user-personalization; expected int >= 1"),
     ("train", ["solver=spark"], "parameter solver='spark' for recipe user-personalization; "
-                                "expected one of mllib, cg"),
+                                "expected one of cg, mllib"),
     ("train", ["rnak=3"], "unknown parameter 'rnak' for recipe user-personalization; valid parameters: alpha,"),
     ("evaluate", ["rank=8", "window_days=0"], "parameter window_days=0.0 for recipe trending-now; "
                                               "expected float > 0.0"),

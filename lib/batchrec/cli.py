@@ -240,6 +240,11 @@ def _run_job(command: str, overrides: Optional[dict] = None,
     from batchrec.locations import KIND_FILE, Location, ambient_inputs, local_uri
 
     ctx = click.get_current_context()
+    old_version = kwargs.pop("old_version", None)
+    if old_version is not None:  # --version V: the old spelling of --solution-version V
+        if ctx.get_parameter_source("version") not in (None, click.core.ParameterSource.DEFAULT):
+            raise click.UsageError("--version is the old spelling of --solution-version; give one of them")
+        kwargs["version"] = old_version
     common = {k: kwargs.pop(k) for k in ("run_date", "config_file", "env", "master", "log_level",
                                           "summary_file", "quiet")}
     level = "ERROR" if common["quiet"] else common["log_level"].upper()
@@ -390,9 +395,12 @@ def _batch_options(func: Callable) -> Callable:
     """Options shared by the batch inference jobs."""
     options = [
         click.option("--solution", required=True, help="Solution directory (local path or Hadoop URI)."),
-        click.option("--solution-version", "--version", "version", default="latest", show_default=True,
+        click.option("--solution-version", "version", default="latest", show_default=True,
                      help="Solution version id, or latest (the newest complete version trained for "
                           "a run date on or before --run-date)."),
+        # The old spelling, hidden: `batchrec --version` is the program's version.
+        click.option("--version", "old_version", default=None, hidden=True,
+                     help="Old spelling of --solution-version."),
         click.option("--output", required=True, help="Delta table receiving the results."),
         click.option("--jsonl", default=None, help="Also write Personalize batch JSON lines into this folder."),
         click.option("--dynamodb-table", default=None,
@@ -623,6 +631,92 @@ def run(pipeline_file, stage, force, dry_run, **kwargs) -> None:
                           **plan.describe()})
         return
     _run_job("run", overrides, plan=plan, stage=stage, force=force, **kwargs)
+
+
+@cli.group()
+def versions() -> None:
+    """The versions of a solution: list, describe, prune."""
+
+
+def _versions_command(name: str) -> Callable:
+    """A ``versions`` subcommand: the common options and ``--solution``."""
+    def decorate(func: Callable) -> Callable:
+        func = click.option("--solution", required=True,
+                            help="Solution directory (local path or Hadoop URI).")(func)
+        return versions.command(name)(_common_options(func))
+
+    return decorate
+
+
+@_versions_command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of the table.")
+def versions_list(**kwargs) -> None:
+    """Every version: status, run date, recipe, creation time, size; marks the one latest means
+    for --run-date (default today)."""
+    _run_job("versions", action="list", **kwargs)
+
+
+@_versions_command("describe")
+@click.argument("version", default="latest")
+def versions_describe(**kwargs) -> None:
+    """One version as JSON: run date, recipe, parameters, metrics, data statistics, size, artifacts."""
+    _run_job("versions", action="describe", **kwargs)
+
+
+@_versions_command("prune")
+@click.option("--keep", type=click.IntRange(1), required=True, help="Keep this many of the newest versions.")
+@click.option("--pin", "pins", multiple=True,
+              help="A version a job is pinned to with --solution-version; never removed (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print what would be removed; remove nothing.")
+def versions_prune(**kwargs) -> None:
+    """Remove old complete versions; never one that is pinned or that latest needs for --run-date
+    (default today) or a later run date. Prints what it removed."""
+    _run_job("versions", action="prune", **kwargs)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """The configuration: show the effective values and where each came from."""
+
+
+@config_group.command("show")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="Extra TOML file applied after conf/base.toml and conf/<env>.toml.")
+@click.option("--env", envvar="BATCHREC_ENV", default=None,
+              help="Configuration overlay conf/<ENV>.toml (env: BATCHREC_ENV).")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of commented TOML.")
+def config_show(config_file, env, as_json) -> None:
+    """Print the effective configuration (TOML, loadable with --config) and, per key, the layer it
+    came from: base.toml, conf/<env>.toml, --config, a BATCHREC_<SECTION>__<KEY> variable, or default."""
+    from batchrec.commands.config_show import show
+
+    click.echo(show(env=env, config_file=config_file, as_json=as_json))
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="Extra TOML file applied after conf/base.toml and conf/<env>.toml.")
+@click.option("--env", envvar="BATCHREC_ENV", default=None,
+              help="Configuration overlay conf/<ENV>.toml (env: BATCHREC_ENV).")
+@click.option("--output", "outputs", multiple=True,
+              help="An output location to check for write access (repeatable; a URI that is not a local "
+                   "path is checked through a local Spark session).")
+@click.option("--start-spark", is_flag=True,
+              help="Also start a local Spark session with Delta and write and read a Delta table "
+                   "(resolves the Delta jars when they are not cached yet).")
+@click.option("--master", default=None, help="Spark master for --start-spark (default local[1]).")
+def doctor(config_file, env, outputs, start_spark, master) -> None:
+    """Check Java, Python, pyspark and delta-spark, the Delta jars, the configuration and output
+    locations; one line per check (ok or FAIL), exit 1 when any fails."""
+    from batchrec.commands import doctor as checks
+
+    results = checks.run_checks(env=env, config_file=config_file, outputs=outputs,
+                                start_spark=start_spark, master=master)
+    failed = [c.name for c in results if not c.ok]
+    if failed:
+        from batchrec.errors import JobError
+
+        raise JobError(f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

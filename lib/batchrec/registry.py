@@ -16,6 +16,11 @@ not as a task failure somewhere in the job. Verifying the digest reads every art
 
 Files are listed, read and written through the Hadoop FileSystem API of the session, so s3a://,
 hdfs:// and local paths behave alike.
+
+Housekeeping (``batchrec versions``): :func:`version_infos` lists every version folder, complete or
+not; :func:`prune_plan` decides which complete versions to remove (keeping the newest N, pinned
+ones, and every version the run-date-aware ``latest`` resolves to), and :func:`remove_version`
+removes one, marker first.
 """
 
 from __future__ import annotations
@@ -24,15 +29,16 @@ import datetime as dt
 import json
 import logging
 import secrets
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
 
 from pyspark.sql import DataFrame
 
 import batchrec
 from batchrec import catalogue
-from batchrec.errors import JobError
-from batchrec.fs import delete, exists, join, list_dirs, list_files, read_text, write_text
+from batchrec.errors import JobError, UsageError
+from batchrec.fs import (delete, exists, hadoop_path, join, list_dirs, list_files, read_text,
+                         write_text)
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +132,7 @@ def _drop_same_run_date(spark, solution: str, run_date: str, keep: str) -> None:
     for other in list_versions(spark, solution):
         if other != keep and version_run_date(spark, solution, other) == run_date:
             log.info("removing solution version %s: replaced by %s for run date %s", other, keep, run_date)
-            # The marker goes first, so a reader never opens a half-deleted version.
-            delete(spark, join(solution, VERSIONS_DIR, other, COMPLETE_MARKER))
-            delete(spark, join(solution, VERSIONS_DIR, other))
+            remove_version(spark, solution, other)
 
 
 def _check_schema(name: str, df: DataFrame) -> None:
@@ -196,12 +200,172 @@ def _latest(spark, solution: str, available: list[str], run_date: Optional[dt.da
     if run_date is None:
         return available[-1]
     dated = [(version_run_date(spark, solution, v) or "", v) for v in available]  # "" sorts first
-    eligible = [(d, v) for d, v in dated if d <= run_date.isoformat()]
-    if not eligible:
+    chosen = pick_latest(dated, run_date)
+    if chosen is None:
         raise JobError(f"no solution version in {solution} was trained for a run date on or before "
                        f"{run_date.isoformat()}; versions: "
                        f"{', '.join(f'{v} ({d})' for d, v in dated)}")
-    return max(eligible)[1]
+    return chosen
+
+
+def pick_latest(dated: Iterable[tuple[str, str]], run_date: dt.date) -> Optional[str]:
+    """The version ``latest`` means for ``run_date``: the newest of those trained for a run date on
+    or before it (``dated`` holds ``(run date or "", version)``; "" serves any date, after every
+    dated version), or None when there is none."""
+    eligible = [(d, v) for d, v in dated if d <= run_date.isoformat()]
+    return max(eligible)[1] if eligible else None
+
+
+def latest_version(spark, solution: str, run_date: Optional[dt.date] = None) -> str:
+    """The id ``--solution-version latest`` resolves to for ``run_date`` (see :func:`load_version`).
+
+    Raises:
+        JobError: no solution, or no complete version for the run date.
+    """
+    available = list_versions(spark, solution)
+    if not available:
+        raise JobError(f"no complete solution version in {solution}; train one with batchrec train")
+    return _latest(spark, solution, available, run_date)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A version folder as ``batchrec versions`` shows it.
+
+    Attributes:
+        version: its id. path: its folder.
+        complete: it has its ``_COMPLETE`` marker (else a training is running, or died).
+        metadata: its ``metadata.json`` ({} when there is none yet).
+        problem: why the metadata could not be read (a listing shows it rather than failing).
+    """
+
+    version: str
+    path: str
+    complete: bool
+    metadata: dict = field(default_factory=dict)
+    problem: Optional[str] = None
+
+    @property
+    def run_date(self) -> Optional[str]:
+        return self.metadata.get("run_date") or None
+
+    @property
+    def recipe(self) -> Optional[str]:
+        return self.metadata.get("recipe")
+
+
+def version_infos(spark, solution: str) -> list[VersionInfo]:
+    """Every version folder of ``solution``, complete or not, oldest first.
+
+    Raises:
+        JobError: ``solution`` does not exist.
+    """
+    if not exists(spark, solution):
+        raise JobError(f"no solution at {solution}")
+    root = join(solution, VERSIONS_DIR)
+    if not exists(spark, root):
+        return []
+    infos = []
+    for version in list_dirs(spark, root):
+        path = join(root, version)
+        complete = exists(spark, join(path, COMPLETE_MARKER))
+        metadata, problem = {}, None
+        if exists(spark, join(path, METADATA_FILE)):
+            try:
+                metadata = _read_metadata(spark, join(path, METADATA_FILE))
+            except JobError as exc:
+                problem = str(exc)
+        infos.append(VersionInfo(version, path, complete, metadata, problem))
+    return infos
+
+
+def describe_version(spark, solution: str, version: str) -> dict:
+    """What ``batchrec versions describe`` shows: run date, recipe, parameters, metrics, data
+    statistics, datasets, size, and per artifact its rows, files and bytes.
+
+    Raises:
+        JobError: unknown solution or version (the message lists the versions there are).
+    """
+    infos = {info.version: info for info in version_infos(spark, solution)}
+    if version == LATEST:
+        version = latest_version(spark, solution)
+    info = infos.get(version)
+    if info is None:
+        raise JobError(f"solution version {version!r} not found in {solution}; versions: "
+                       f"{', '.join(infos) or 'none'}")
+    meta = info.metadata
+    artifacts = {name: {"rows": a.get("rows"), "files": len(a.get("files") or {}),
+                        "bytes": sum((a.get("files") or {}).values())}
+                 for name, a in sorted((meta.get("artifacts") or {}).items())}
+    return {"version": info.version, "path": info.path, "complete": info.complete,
+            "run_date": info.run_date, "recipe": info.recipe, "created_at": meta.get("created_at"),
+            "package_version": meta.get("package_version"), "params": meta.get("params"),
+            "metrics": meta.get("metrics"), "data_stats": meta.get("data_stats"),
+            "datasets": meta.get("datasets"), "prepare": meta.get("prepare"),
+            "hpo_trials": len(meta.get("hpo_trials") or []), "size_bytes": folder_size(spark, info.path),
+            "artifacts": artifacts, **({"problem": info.problem} if info.problem else {})}
+
+
+def folder_size(spark, uri: str) -> int:
+    """Bytes under ``uri`` (every file, recursively)."""
+    filesystem, path = hadoop_path(spark, uri)
+    return int(filesystem.getContentSummary(path).getLength())
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What ``versions prune`` keeps (with why) and removes, newest first."""
+
+    keep: dict[str, list[str]]
+    remove: list[str]
+
+
+def prune_plan(dated: Sequence[tuple[str, str]], keep: int, pins: Sequence[str] = (),
+               run_date: Optional[dt.date] = None) -> PrunePlan:
+    """Decide which complete versions to remove; a pure function of the versions' run dates.
+
+    Kept: the ``keep`` newest versions (ids sort by creation time), every pinned one (what a
+    ``--solution-version`` pin needs), and every version the run-date-aware ``latest`` needs: the
+    one it resolves to at ``run_date`` (default today, UTC) and at every later run date a version
+    was trained for (a version trained ahead of its date). The rest is removed.
+
+    Args:
+        dated: ``(run date or "", version)`` of every complete version.
+        keep: how many of the newest versions to keep, at least 1.
+        pins: version ids to keep whatever their age.
+        run_date: the date batch jobs resolve ``latest`` for.
+
+    Raises:
+        UsageError: ``keep`` below 1, or a pin that is not a complete version of the solution.
+    """
+    if keep < 1:
+        raise UsageError(f"--keep {keep}: keep at least 1 version")
+    versions = sorted(v for _, v in dated)
+    unknown = [p for p in pins if p not in versions]
+    if unknown:
+        raise UsageError(f"--pin {unknown[0]}: not a complete version of the solution; versions: "
+                         f"{', '.join(versions) or 'none'}")
+    as_of = run_date or dt.datetime.now(dt.timezone.utc).date()
+    reasons: dict[str, list[str]] = {}
+    for version in versions[-keep:]:
+        reasons.setdefault(version, []).append(f"one of the newest {keep}")
+    for version in pins:
+        reasons.setdefault(version, []).append("pinned")
+    later = sorted({d for d, _ in dated if d > as_of.isoformat()})
+    for date in [as_of.isoformat()] + later:
+        chosen = pick_latest(dated, dt.date.fromisoformat(date))
+        if chosen is not None:
+            reasons.setdefault(chosen, []).append(f"latest for run date {date}")
+    newest_first = sorted(versions, reverse=True)
+    return PrunePlan({v: reasons[v] for v in newest_first if v in reasons},
+                     [v for v in newest_first if v not in reasons])
+
+
+def remove_version(spark, solution: str, version: str) -> None:
+    """Remove one version: its ``_COMPLETE`` marker first, so no reader opens it half deleted."""
+    path = join(solution, VERSIONS_DIR, version)
+    delete(spark, join(path, COMPLETE_MARKER))
+    delete(spark, path)
 
 
 def _read_metadata(spark, metadata_path: str) -> dict:

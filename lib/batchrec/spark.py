@@ -98,10 +98,10 @@ def get_spark(settings: SparkSettings) -> "SparkSession":
         cached = _cached_jars(manifest)
         if cached:
             # Resolved before: skip Ivy (its report is noisy and it needs the network to check).
-            spark = _embedded_builder(settings, jars=cached).getOrCreate()
+            spark = _embedded_session(settings, jars=cached)
         else:
             try:
-                spark = _embedded_builder(settings, packages=coordinates).getOrCreate()
+                spark = _embedded_session(settings, packages=coordinates)
                 resolved = spark.conf.get("spark.jars", "")
                 if resolved:
                     manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def get_spark(settings: SparkSettings) -> "SparkSession":
                 log.warning("Spark package resolution failed (%s); resolving jars with Maven", first)
                 jars = _maven_jars(coordinates)
                 try:
-                    spark = _embedded_builder(settings, jars=jars).getOrCreate()
+                    spark = _embedded_session(settings, jars=jars)
                 except Exception as second:
                     raise JobError(
                         f"could not start Spark with Delta ({second}); check that Java 17 is on "
@@ -150,6 +150,17 @@ def _cached_jars(manifest: Path) -> list[str]:
         return []
     jars = [line.removeprefix("file://") for line in manifest.read_text().split() if line]
     return jars if jars and all(os.path.isfile(j) for j in jars) else []
+
+
+def _embedded_session(settings: SparkSettings, packages: Optional[list[str]] = None,
+                      jars: Optional[list[str]] = None) -> "SparkSession":
+    """The embedded session; the JVM is started with its console filtered (no incubator warning,
+    no Ivy report unless resolution fails: ``batchrec.jvm_console``)."""
+    from batchrec import jvm_console
+
+    builder = _embedded_builder(settings, packages=packages, jars=jars)
+    jvm_console.launch_gateway(builder._options)
+    return builder.getOrCreate()
 
 
 def _embedded_builder(
