@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 from pathlib import Path
@@ -54,20 +53,6 @@ def spark(tmp_path_factory):
     session = get_spark(settings)
     yield session
     session.stop()
-
-
-@pytest.fixture(autouse=True)
-def batchrec_logging_restored():
-    """Undo what a CLI run does to batchrec's logger (``logs.configure`` gives it its own stderr
-    handler and stops propagation), so that a later test's ``caplog`` still sees batchrec's records
-    whatever order the tests run in."""
-    logger = logging.getLogger("batchrec")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    handlers, level, propagate = saved
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 @pytest.fixture(scope="session")
