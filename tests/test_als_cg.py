@@ -249,11 +249,12 @@ def test_plan_sizes_the_larger_side():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"solver": "spark"}, r"solver='spark' .*expected one of mllib, cg"),
-    ({"solver": "CG"}, r"solver='CG' .*expected one of mllib, cg"),
-    ({"solver": 1}, r"solver=1 .*has type int; expected one of mllib, cg"),
+    ({"solver": "spark"}, r"solver='spark' .*expected one of cg, mllib"),
+    ({"solver": "CG"}, r"solver='CG' .*expected one of cg, mllib"),
+    ({"solver": 1}, r"solver=1 .*has type int; expected one of cg, mllib"),
     ({"solver": "cg", "regularization": "l2"}, r"regularization='l2' .*expected one of scaled, constant"),
-    ({"regularization": "constant"}, r"regularization='constant' needs solver=cg"),
+    ({"solver": "mllib", "regularization": "constant"}, r"regularization='constant' needs solver=cg"),
+    ({"nonnegative": True}, r"nonnegative=true needs solver=mllib"),  # the default solver is cg
     ({"solver": "cg", "nonnegative": True}, r"nonnegative=true needs solver=mllib"),
     ({"solver": "cg", "cgSteps": 0}, r"cgSteps=0 .*expected int >= 1"),
     ({"solver": "cg", "cgMaxBroadcastMb": -1}, r"cgMaxBroadcastMb=-1.0 .*expected float >= 0.0"),
@@ -264,7 +265,7 @@ def test_bad_solver_parameters_are_rejected_with_the_valid_values(params, messag
         resolve_params("user-personalization", Settings(), params)
 
 
-def test_defaults_keep_the_mllib_solver():
+def test_defaults_use_the_cg_solver_with_mllibs_scaled_regularization():
     params = resolve_params("user-personalization", Settings(), {})
-    assert params["solver"] == als.MLLIB and params["regularization"] == "scaled"
+    assert params["solver"] == als.CG and params["regularization"] == "scaled"
     assert set(catalogue.get("user-personalization").params) == set(params)

@@ -73,7 +73,9 @@ def stage_lines():
 
 
 def _lines(folder) -> list[dict]:
-    return [json.loads(x) for f in sorted(folder.glob("part-*")) for x in f.read_text().splitlines()]
+    """Every JSON line of a ``--jsonl`` folder (its data files, whatever they are named)."""
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(("_", "."))]
+    return [json.loads(x) for f in files for x in f.read_text().splitlines()]
 
 
 def test_recommend_is_identical_with_and_without_fresher_interactions_when_there_are_none(
@@ -88,7 +90,7 @@ def test_recommend_is_identical_with_and_without_fresher_interactions_when_there
                                jsonl=str(again_lines), interactions=str(interactions))
     rows = _table(spark, plain)
     assert rows and rows == _table(spark, again)
-    assert _lines(plain_lines) == _lines(again_lines)
+    assert len(_lines(plain_lines)) == NUM_USERS and _lines(plain_lines) == _lines(again_lines)
     assert {k: first[k] for k in ("users", "rows", "users_with_results")} == \
            {k: second[k] for k in ("users", "rows", "users_with_results")} == \
            {"users": NUM_USERS, "rows": NUM_USERS * (NUM_ITEMS - ITEMS_PER_USER),

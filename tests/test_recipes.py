@@ -167,8 +167,10 @@ def test_params_overlay_settings_and_ints_are_accepted_for_floats():
 
 # ---------------------------------------------------------------- user-personalization (ALS)
 
+# MLlib's solver explicitly: these tests check its block counts, its checkpoints and its own
+# recommendations (the default solver is cg, tested in test_als_cg.py).
 ALS_PARAMS = {"rank": 4, "maxIter": 10, "regParam": 0.01, "alpha": 5.0, "seed": 7,
-              "checkpointInterval": -1}
+              "checkpointInterval": -1, "solver": "mllib"}
 
 
 def two_group_events(spark):
