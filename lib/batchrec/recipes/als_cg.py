@@ -308,7 +308,10 @@ def _solve_block(chunks, shared, settings, start: Optional[np.ndarray] = None) -
 def _arrow_chunks(batches: Iterator[pa.RecordBatch], solved: str, fixed: str, rank: int
                   ) -> Iterator[pa.RecordBatch]:
     """One partition's sorted ratings -> CSR chunks, one output row per chunk (executor side)."""
-    table = pa.Table.from_batches(list(batches))
+    batches = list(batches)
+    if not batches:  # an empty partition (more partitions than rows) yields no batch at all
+        return
+    table = pa.Table.from_batches(batches)
     if table.num_rows == 0:
         return
     rows = table.column(solved).to_numpy()
