@@ -64,7 +64,7 @@ def movielens_ratings():
     return path
 
 
-SLOW_MODULES = {"test_demo", "test_spark_submit", "test_evaluate", "test_generate", "test_bench_e2e", "test_airflow_dag"}
+SLOW_MODULES = {"test_demo", "test_spark_submit", "test_evaluate", "test_generate", "test_bench_e2e", "test_airflow_dag", "test_wheel"}
 
 
 def pytest_configure(config):

@@ -115,7 +115,7 @@ def test_one_task_per_stage_in_pipeline_order_with_retries(probe):
     assert tasks[-1]["downstream"] == []
     # The last task writes the run's manifest: its outlet is the runs folder of the pipeline.
     assert [t["outlets"] for t in tasks[:-1]] == [[]] * 5
-    assert tasks[-1]["outlets"] == [f"file://{REPO}/batchrec-demo/runs/"]
+    assert tasks[-1]["outlets"] == [f"file://{REPO}/batchrec-demo/runs"]
 
 
 def _split(command: list[str]) -> tuple[dict, str, list[str]]:

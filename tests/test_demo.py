@@ -11,8 +11,8 @@ from batchrec import cli
 
 def test_demo_generates_validates_trains_and_recommends(spark, tmp_path, capsys):
     workdir = tmp_path / "demo"
-    code = cli.main(["demo", "--workdir", str(workdir), "--users", "200", "--items", "60",
-                     "--interactions", "4000", "--run-date", "2026-11-20", "--master", "local[2]"])
+    code = cli.main(["demo", "--workdir", str(workdir), "--num-users", "200", "--num-items", "60",
+                     "--num-interactions", "4000", "--run-date", "2026-11-20", "--master", "local[2]"])
     out = capsys.readouterr().out
     assert code == 0
     assert f"recommendations    {workdir}/output/recommendations" in out

@@ -276,7 +276,7 @@ def test_cli_generate_writes_dataset(spark, tmp_path, capsys, restore_logging):
     from batchrec.cli import main
 
     out = tmp_path / "cli"
-    code = main(["generate", "--users", "30", "--items", "10", "--interactions", "300", "--output",
+    code = main(["generate", "--num-users", "30", "--num-items", "10", "--num-interactions", "300", "--output",
                  str(out), "--seed", "3", "--clusters", "3", "--run-date", "2024-03-31",
                  "--master", "local[2]"])
     assert code == 0
@@ -289,8 +289,8 @@ def test_cli_generate_writes_dataset(spark, tmp_path, capsys, restore_logging):
 def test_cli_rejects_zero_users(capsys, restore_logging):
     from batchrec.cli import main
 
-    code = main(["generate", "--users", "0", "--items", "10", "--interactions", "300",
+    code = main(["generate", "--num-users", "0", "--num-items", "10", "--num-interactions", "300",
                  "--output", "unused"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "--users" in err and "0 is not in the range x>=1" in err
+    assert "--num-users" in err and "0 is not in the range x>=1" in err

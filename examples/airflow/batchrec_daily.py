@@ -69,7 +69,7 @@ if DEPLOY_MODE == "client":  # the driver runs on the worker, with the worker's 
 
 # The last task writes the run's manifest and _SUCCESS: its outlet (relative runs folders are taken
 # under BATCHREC_HOME here; a pipeline run by Airflow is best given absolute paths or URIs).
-MANIFESTS = Dataset(RUNS.rstrip("/") + "/" if "://" in RUNS else f"file://{os.path.join(BATCHREC, RUNS)}/")
+MANIFESTS = Dataset(RUNS.rstrip("/") if "://" in RUNS else f"file://{os.path.join(BATCHREC, RUNS)}")
 
 
 def stage_task(stage: str, last: bool) -> SparkSubmitOperator:

@@ -131,8 +131,9 @@ def _configured(key: str, option: Optional[click.Option] = None) -> str:
     return repr(value) if isinstance(value, str) and not value.strip() else str(value)
 
 
-def _common_options(func: Callable) -> Callable:
-    """Options every job takes: run date, configuration layers, Spark master, log level."""
+def _common_options(func: Callable, summary: bool = True) -> Callable:
+    """Options every job takes: run date, configuration layers, Spark master, log level and, for
+    commands that end with a summary line, ``--summary-file`` and ``--quiet``."""
     options = [
         click.option("--run-date", type=RunDate(), default=None,
                      help="Logical date of this run (Airflow {{ ds }}); default today (UTC)."),
@@ -149,6 +150,8 @@ def _common_options(func: Callable) -> Callable:
         click.option("--quiet", "-q", is_flag=True,
                      help="Cron-style: print only errors and the final summary line."),
     ]
+    if not summary:  # the output is the listing itself: no summary line to write or to keep
+        options = options[:-2]
     for option in reversed(options):
         func = option(func)
     return func
@@ -206,7 +209,7 @@ def _counts(kwargs: dict) -> dict:
         if old is not None:
             kwargs[f"n_{name}"] = old
         if kwargs[f"n_{name}"] is None:
-            raise click.MissingParameter(param_hint=f"'--num-{name}'", param_type="option")
+            raise click.UsageError(f"Missing option '--num-{name}'.")
     return kwargs
 
 
@@ -415,13 +418,22 @@ def _batch_options(func: Callable) -> Callable:
     return func
 
 
+def _users_not_read(ctx, param, value):
+    """``--users`` is part of the batch jobs' contract, but nothing reads it yet: say so."""
+    if value:
+        click.echo(f"batchrec: warning: --users {value} is not read by {ctx.info_name} (no filter on "
+                   "Users fields yet); ignored", err=True)
+    return value
+
+
 def _fresh_data_options(func: Callable) -> Callable:
     """Fresher datasets than those recorded with the solution version (batch jobs that use them)."""
     options = [
         click.option("--interactions", default=None,
                      help="Fresher interactions: what users saw since training is excluded too."),
         click.option("--items", default=None, help="Fresher items (creation times for exploration)."),
-        click.option("--users", default=None, help="Fresher users."),
+        click.option("--users", default=None, callback=_users_not_read,
+                     help="Fresher users; no batch job reads them yet (no filter on Users fields)."),
         click.option("--format", "data_format", type=click.Choice(FORMAT_NAMES), default="auto",
                      show_default=True, help="Format of --interactions/--items/--users."),
     ]
@@ -638,12 +650,13 @@ def versions() -> None:
     """The versions of a solution: list, describe, prune."""
 
 
-def _versions_command(name: str) -> Callable:
-    """A ``versions`` subcommand: the common options and ``--solution``."""
+def _versions_command(name: str, summary: bool = False) -> Callable:
+    """A ``versions`` subcommand: the common options and ``--solution`` (``--summary-file`` and
+    ``--quiet`` only for ``prune``: the listings are their own output)."""
     def decorate(func: Callable) -> Callable:
         func = click.option("--solution", required=True,
                             help="Solution directory (local path or Hadoop URI).")(func)
-        return versions.command(name)(_common_options(func))
+        return versions.command(name)(_common_options(func, summary=summary))
 
     return decorate
 
@@ -653,17 +666,17 @@ def _versions_command(name: str) -> Callable:
 def versions_list(**kwargs) -> None:
     """Every version: status, run date, recipe, creation time, size; marks the one latest means
     for --run-date (default today)."""
-    _run_job("versions", action="list", **kwargs)
+    _run_job("versions", action="list", summary_file=None, quiet=False, **kwargs)
 
 
 @_versions_command("describe")
 @click.argument("version", default="latest")
 def versions_describe(**kwargs) -> None:
     """One version as JSON: run date, recipe, parameters, metrics, data statistics, size, artifacts."""
-    _run_job("versions", action="describe", **kwargs)
+    _run_job("versions", action="describe", summary_file=None, quiet=False, **kwargs)
 
 
-@_versions_command("prune")
+@_versions_command("prune", summary=True)
 @click.option("--keep", type=click.IntRange(1), required=True, help="Keep this many of the newest versions.")
 @click.option("--pin", "pins", multiple=True,
               help="A version a job is pinned to with --solution-version; never removed (repeatable).")

@@ -40,7 +40,9 @@ ENV_PREFIX = "BATCHREC_"
 ENV_SEPARATOR = "__"
 CONF_DIR_ENV = "BATCHREC_CONF_DIR"
 BASE_FILE = "base.toml"
-# conf/*.toml as installed with the package (setup.py maps the repository's conf/ to batchrec/conf).
+# The checkout's conf/ beside lib/ (a source checkout or an editable install), and conf/*.toml as
+# installed with the package (setup.py maps the repository's conf/ to batchrec/conf).
+SOURCE_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 PACKAGED_CONF_DIR = Path(__file__).resolve().parent / "conf"
 DEFAULT_ORIGIN = "default"  # a value no layer sets: the dataclass default
 
@@ -364,8 +366,7 @@ def default_conf_dir() -> Optional[Path]:
     if os.environ.get(CONF_DIR_ENV):
         return Path(os.environ[CONF_DIR_ENV])
     here = Path.cwd()
-    for candidate in (here / "conf", here, Path(__file__).resolve().parents[2] / "conf",
-                      PACKAGED_CONF_DIR):
+    for candidate in (here / "conf", here, SOURCE_CONF_DIR, PACKAGED_CONF_DIR):
         if (candidate / BASE_FILE).is_file():
             return candidate
     return None

@@ -134,7 +134,9 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
         delimiter = settings.validation.csv_delimiter
 
         requests, errors = _requests(spark, job, model, input_path)
-        unapplied = unapplied_filter_values(requests)
+        unapplied = unapplied_filter_values(requests) if input_path else 0  # synthetic requests have none
+        if jsonl and input_path:  # two input files named alike would share an .out file: refuse now
+            jsonl_sink.output_names(requests)
         seen = None
         if job.uses_seen and exclude_seen:
             fresher = interactions or (None if model.has(catalogue.SEEN_ITEMS) else recorded.get("interactions"))

@@ -10,14 +10,14 @@ Checks, in order:
 * ``java``: ``$JAVA_HOME/bin/java`` or ``java`` on PATH, version 17 or 21 (what Spark 4.0 runs on);
 * ``pyspark / delta-spark``: both installed and a matching pair: the versions batchrec pins when it
   is installed as a package, else the same major.minor (Delta's jars are built per Spark release);
+* ``configuration``: ``base.toml`` is found (``BATCHREC_CONF_DIR``, ``./conf``, the checkout's or the
+  packaged copy) and every layer loads and is valid (as for a job: ``--env``, ``--config``,
+  ``BATCHREC_<SECTION>__<KEY>``);
 * ``delta jars``: the jar list an earlier Spark start resolved is in the cache
   (``$BATCHREC_CACHE_DIR`` or ``~/.cache/batchrec``) and every jar is there, so no download
   happens; when nothing is cached, that Maven Central answers (the first start downloads them).
   No Spark session is started for this check; ``--start-spark`` starts a local session with Delta
   (resolving the jars when they are not cached) and writes and reads a small Delta table;
-* ``configuration``: ``base.toml`` is found (``BATCHREC_CONF_DIR``, ``./conf``, the checkout's or the
-  packaged copy) and every layer loads and is valid (as for a job: ``--env``, ``--config``,
-  ``BATCHREC_<SECTION>__<KEY>``);
 * ``output``: each ``--output`` location can be written: a probe file is created in it (or in its
   nearest existing parent) and removed. Local paths are checked directly; other URIs (s3a://,
   hdfs://) through a local Spark session's Hadoop file systems.
@@ -79,8 +79,8 @@ def run_checks(env: Optional[str] = None, config_file: Optional[Path] = None, ou
     record(check_java())
     record(check_spark_pair())
     settings, config_check = check_configuration(env, config_file)
-    record(check_delta_jars(settings))
     record(config_check)
+    record(check_delta_jars(settings))
     local = [o for o in outputs if _is_local(o)]
     remote = [o for o in outputs if not _is_local(o)]
     for output in local:
@@ -230,8 +230,9 @@ def check_delta_jars(settings) -> Check:
     from batchrec import spark as spark_factory
 
     name = "delta jars"
+    packages = list(settings.spark.packages) if settings is not None else []  # a bad configuration: Delta's only
     try:
-        coordinates = spark_factory.delta_coordinates() + list(getattr(settings.spark, "packages", ()) or ())
+        coordinates = spark_factory.delta_coordinates() + packages
     except importlib.metadata.PackageNotFoundError:
         return Check(name, False, "delta-spark is not installed")
     manifest = spark_factory._manifest_path(coordinates)

@@ -133,9 +133,7 @@ def write_lines(lines: DataFrame, path: str, order_by=(FILE, POSITION, USER_ID),
     spark = lines.sparkSession
     check_locations(spark, [], [Location("--jsonl", path, KIND_FOLDER)])
     target = path.rstrip("/")
-    # One row per input file (Personalize takes at most 1000 per job): small, on the driver.
-    files = sorted({r[0] or "" for r in lines.select(FILE).distinct().collect()}) or [""]
-    names = _names(files, unnamed)
+    files, names = output_names(lines, unnamed)
     mapping = spark.createDataFrame([(f, i) for i, f in enumerate(files)], f"{FILE} string, {_INDEX} int")
     temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
     parts = fs.join(temporary, _PARTS)
@@ -155,6 +153,18 @@ def write_lines(lines: DataFrame, path: str, order_by=(FILE, POSITION, USER_ID),
         raise
     log.info("wrote JSON lines to %s: %s", target, ", ".join(names))
     return sorted(names)
+
+
+def output_names(frame: DataFrame, unnamed: str = ALL_USERS) -> tuple[list[str], list[str]]:
+    """``(input files, their output names)`` of the request lines in ``frame`` (its ``_file``).
+
+    Raises:
+        UsageError: two input files have the same name: their ``.out`` files would collide (the
+            batch runner asks before it writes anything).
+    """
+    # One row per input file (Personalize takes at most 1000 per job): small, on the driver.
+    files = sorted({r[0] or "" for r in frame.select(FILE).distinct().collect()}) or [""]
+    return files, _names(files, unnamed)
 
 
 def _names(files: Sequence[str], unnamed: str) -> list[str]:
