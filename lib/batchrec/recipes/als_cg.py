@@ -1,6 +1,6 @@
 """The ``cg`` solver of user-personalization: implicit ALS with conjugate-gradient row updates.
 
-Selected with ``--param solver=cg``; ``solver=mllib`` (the default) is Spark MLlib's ALS.
+The default solver of user-personalization (``solver=cg``); ``solver=mllib`` is Spark MLlib's ALS.
 
 **Model.** Implicit ALS (Hu, Koren & Volinsky 2008) with MLlib's conventions, so the parameters
 keep MLlib's meaning: a rating ``r`` (the prepared confidence) gives confidence ``c = 1 + alpha·|r|``
