@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     from batchrec.datasets.indexing import build_id_map
     from batchrec.datasets.prepare import aggregate_events, select_events
     from batchrec.recipes import cooccurrence as cooc
-    from batchrec.recipes.sims import defaults as sims_defaults
+    from batchrec.recipes import resolve_params
     from batchrec.spark import get_spark
 
     logs.configure("INFO")
@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     interactions = spark.read.parquet(str(data_dir))
 
     settings = Settings()
-    params = sims_defaults(settings)
+    params = resolve_params("sims", settings)
     start = time.perf_counter()
     prepared = aggregate_events(select_events(interactions, settings.prepare)).persist()
     item_map = build_id_map(prepared, ITEM_ID, ITEM_IDX)

@@ -68,7 +68,7 @@ def quality(args) -> dict:
     from batchrec.columns import EVENT_TYPE, EVENT_VALUE, ITEM_ID, TIMESTAMP, USER_ID
     from batchrec.config import EvaluateSettings, load_settings
     from batchrec.evaluation import splits
-    from batchrec.recipes import train_recipe
+    from batchrec.recipes import resolve_params, train_recipe
     from batchrec.scoring import segments as S
     from batchrec.scoring.attribute_query import SEGMENT_ID, matching_items, parse_attribute_query
 
@@ -86,7 +86,8 @@ def quality(args) -> dict:
     train = split.train.persist()
     truth = split.truth.select(USER_ID, ITEM_ID).persist()  # hold-out pairs, none seen in training
     started = time.perf_counter()
-    model = train_recipe(spark, "user-personalization", train, settings)
+    model = train_recipe(spark, "user-personalization", train, settings.prepare,
+                         resolve_params("user-personalization", settings))
     arts = {k: v.persist() for k, v in model.artifacts.items()}
     train_seconds = time.perf_counter() - started
     seen = train.select(USER_ID, ITEM_ID).distinct().persist()
