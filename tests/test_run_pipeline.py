@@ -187,11 +187,17 @@ class _FakeSpark:
         self.sparkContext = Context()
 
 
+def wait_for(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_heartbeat_logs_tasks_rows_and_time_left_while_a_stage_runs(caplog):
     log = logging.getLogger("batchrec.test.heartbeat")
     with caplog.at_level(logging.INFO, logger="batchrec.test.heartbeat"):
         with logs.heartbeat(log, "train", _FakeSpark(), interval=0.05, rows=lambda: 1234) as beat:
-            time.sleep(0.4)
+            wait_for(lambda: beat.beats >= 3)
         with logs.heartbeat(log, "quick", None, interval=5.0):
             pass
     lines = [r.getMessage() for r in caplog.records]
@@ -199,10 +205,11 @@ def test_heartbeat_logs_tasks_rows_and_time_left_while_a_stage_runs(caplog):
     assert lines[0].startswith("progress stage=train elapsed=0s tasks=2/10 spark_stage=save rows=1234")
     assert "eta=unknown" in lines[0]
     assert any(" eta=" in line and "(active Spark stage)" in line for line in lines[1:])
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="batchrec.test.heartbeat"):
-        with logs.heartbeat(log, "train", None, interval=0.05, expected_seconds=600):
-            time.sleep(0.12)
-    assert caplog.records[-1].getMessage().endswith("eta=10m00s (previous run: 10m00s)")
+        with logs.heartbeat(log, "train", None, interval=0.05, expected_seconds=600) as beat:
+            wait_for(lambda: beat.beats >= 1)
+    assert caplog.records[0].getMessage().endswith("eta=10m00s (previous run: 10m00s)")
 
 
 def test_line_logger_turns_printed_lines_into_log_lines(caplog):

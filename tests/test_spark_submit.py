@@ -48,7 +48,7 @@ def test_a_failing_pipeline_stage_exits_1_and_records_the_failure(tmp_path):
     pipeline = tmp_path / "nightly.toml"
     pipeline.write_text(f'[pipeline]\nruns = "{tmp_path}/runs"\n[datasets]\ninteractions = "{data}"\n'
                         f'format = "csv"\n')
-    result = submit("run", str(pipeline), "--run-date", "2026-11-01")
+    result = submit("run", str(pipeline), "--run-date", "2026-11-01", timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     # Personalize's minimum of 1000 interactions is not met: the validate stage fails.

@@ -420,7 +420,7 @@ def _batch_options(func: Callable) -> Callable:
 
 def _users_not_read(ctx, param, value):
     """``--users`` is part of the batch jobs' contract, but nothing reads it yet: say so."""
-    if value:
+    if value and ctx.info_name != "recommend":  # recommend: read by a --filter testing CurrentUser
         click.echo(f"batchrec: warning: --users {value} is not read by {ctx.info_name} (no filter on "
                    "Users fields yet); ignored", err=True)
     return value
@@ -433,7 +433,7 @@ def _fresh_data_options(func: Callable) -> Callable:
                      help="Fresher interactions: what users saw since training is excluded too."),
         click.option("--items", default=None, help="Fresher items (creation times for exploration)."),
         click.option("--users", default=None, callback=_users_not_read,
-                     help="Fresher users; no batch job reads them yet (no filter on Users fields)."),
+                     help="Fresher users; only recommend's --filter reads them (IF CurrentUser)."),
         click.option("--format", "data_format", type=click.Choice(FORMAT_NAMES), default="auto",
                      show_default=True, help="Format of --interactions/--items/--users."),
     ]
@@ -460,6 +460,11 @@ def _fresh_data_options(func: Callable) -> Callable:
 @conf_option("--exploration-item-age-cut-off", key="recommend.exploration_item_age_cut_off",
              type=click.FloatRange(min=1), default=None,
              help="Days; items younger than this may be explored.")
+@click.option("--filter", "filter_expression", default=None,
+              help='Personalize filter expression, e.g. \'EXCLUDE ItemID WHERE Items.GENRE IN ("Horror")\'.')
+@click.option("--filter-values", default=None,
+              help='Placeholder values as JSON, e.g. \'{"GENRE": "\\"Comedy\\""}\'; an input line\'s '
+                   '"filterValues" win.')
 def recommend(num_results, exclude_seen, exclude_event_types, exploration_weight,
               exploration_item_age_cut_off, **kwargs) -> None:
     """Top-N items per user into Delta (and optionally Personalize JSON lines)."""
@@ -468,7 +473,14 @@ def recommend(num_results, exclude_seen, exclude_event_types, exploration_weight
         exclude_event_types=tuple(exclude_event_types) or None,
         exploration_weight=exploration_weight,
         exploration_item_age_cut_off=exploration_item_age_cut_off)}
-    _run_job("recommend", overrides, **kwargs)
+
+    def check_filter(settings) -> None:  # syntax errors exit 2 before a JVM starts
+        from batchrec.commands.recommend import check_filter_options
+
+        check_filter_options(settings, kwargs["filter_expression"], kwargs["filter_values"],
+                             kwargs["input_path"])
+
+    _run_job("recommend", overrides, precheck=check_filter, **kwargs)
 
 
 @cli.command()

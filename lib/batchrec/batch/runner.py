@@ -33,9 +33,8 @@ from batchrec import catalogue, logs, registry
 from batchrec.batch import eligibility, inputs
 from batchrec.batch.shapes import REASON, OutputShape
 from batchrec.columns import REASON_POPULAR
-from batchrec.errors import DataError
+from batchrec.errors import DataError, UsageError
 from batchrec.filters.compile import FILTER_VALUES
-from batchrec.jsontext import parse_object
 from batchrec.locations import KIND_DELTA, KIND_FOLDER, KIND_SOLUTION, Location, check_locations
 from batchrec.scoring.model import Model
 from batchrec.sinks import delta, jsonl as jsonl_sink
@@ -60,6 +59,8 @@ class JobContext:
     settings: Any = None  # the job's settings section
     items_source: Optional[str] = None  # the items dataset: --items, else the version's
     read_items: Optional[Callable[[], DataFrame]] = None
+    item_filter: Any = None  # the compiled --filter (batchrec.filters.Eligibility), or None
+    filter_settings: Any = None  # the [filters] section when item_filter is set
 
     def item_attributes(self) -> DataFrame:
         """The whole items dataset (every attribute column), read when a job asks for it.
@@ -113,11 +114,18 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
                   input_path: Optional[str] = None, interactions: Optional[str] = None,
                   items: Optional[str] = None, data_format: str = "auto", job_settings: Any = None,
                   exclude_seen: bool = True, seen_event_types=(), users_per_batch: int = 2048,
-                  dynamodb_table: Optional[str] = None, current: Optional[str] = None) -> dict:
+                  dynamodb_table: Optional[str] = None, current: Optional[str] = None,
+                  users: Optional[str] = None,
+                  job_filter: Optional[eligibility.JobFilter] = None) -> dict:
     """Run ``job`` for ``run_date`` (the steps in the module docstring); returns the run summary.
 
+    ``job_filter`` (``--filter``): compiled after the requests are read (reading only the datasets
+    it uses: ``--items``/``--interactions``/``--users`` or those recorded with the version) and
+    before any scoring; a line whose ``"filterValues"`` cannot be used gets an ``error``.
+
     Raises:
-        UsageError: the model's recipe cannot answer the job's question.
+        UsageError: the model's recipe cannot answer the job's question, or cannot apply a filter;
+            a filter's field the datasets lack.
         JobError: unknown solution or version, missing or corrupt artifact files.
         DataError: unreadable input or datasets, or an input file without a single usable line.
     """
@@ -129,12 +137,16 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
     with scoped_conf(spark, {ARROW_BATCH_CONF: users_per_batch}):
         version_ = registry.load_version(spark, solution, version, run_date=run_date)
         spec = catalogue.require(version_.recipe, job.capability, job.what)
+        if job_filter is not None and not getattr(spec.scoring_module(), "APPLIES_FILTERS", False):
+            raise UsageError(f"recipe {spec.name} cannot apply --filter in {job.command} yet; filters "
+                             "work with user-personalization, popularity-count and trending-now")
         model = Model(spec, registry.load_artifacts(spark, version_), version_.metadata.get("params", {}))
         recorded = version_.metadata.get("datasets") or {}
         delimiter = settings.validation.csv_delimiter
 
         requests, errors = _requests(spark, job, model, input_path)
-        unapplied = unapplied_filter_values(requests) if input_path else 0  # synthetic requests have none
+        carrying = eligibility.filter_values_lines(requests) if input_path else 0  # synthetic: none
+        unapplied = 0 if job_filter is not None else unapplied_filter_values(requests, carrying)
         if jsonl and input_path:  # two input files named alike would share an .out file: refuse now
             jsonl_sink.output_names(requests)
         seen = None
@@ -149,9 +161,29 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
         items_source = items or recorded.get("items")
         read_items = (None if not items_source else lambda: eligibility.items_dataset(
             spark, items_source, recorded, _format(data_format, items, recorded), delimiter))
+        item_filter = None
+        if job_filter is not None:
+            interactions_sources = [p for p in (recorded.get("interactions"), interactions) if p]
+            users_source = users or recorded.get("users")
+            read = {"items": read_items,
+                    "interactions": (None if not interactions_sources else lambda: (
+                        eligibility.filter_interactions(spark, interactions_sources, recorded,
+                                                        _format(data_format, interactions, recorded),
+                                                        delimiter))),
+                    "users": (None if not users_source else lambda: eligibility.users_dataset(
+                        spark, users_source, recorded, _format(data_format, users, recorded), delimiter))}
+            item_filter, marked = eligibility.apply_job_filter(
+                spark, job_filter, requests, job.request_key, carrying > 0, read,
+                eligibility.candidate_items(model.artifacts))
+            if marked is not requests:
+                marked = marked.persist()
+                requests.unpersist()
+                requests = marked
+                errors = requests.where(F.col(inputs.ERROR).isNotNull()).count()
         usable = requests.where(F.col(inputs.ERROR).isNull())
         context = JobContext(spark, run_date, model, version_, usable, seen, fresh_items, job_settings,
-                             items_source, read_items)
+                             items_source, read_items, item_filter,
+                             job_filter.settings if job_filter is not None else None)
         with logs.stage(log, "score", command=job.command, recipe=spec.name):
             result = job.score(context).persist()
         try:
@@ -244,15 +276,15 @@ def check_requests(requests: DataFrame, input_path: str) -> int:
     return int(row["bad"] or 0)
 
 
-def unapplied_filter_values(requests: DataFrame) -> int:
+def unapplied_filter_values(requests: DataFrame, found: Optional[int] = None) -> int:
     """Count (and warn about) the usable request lines that carry ``"filterValues"``.
 
-    Batch jobs take no filter yet, so such values cannot be applied: the lines are served
-    unfiltered, and the run says so (log and summary) instead of dropping the values silently.
+    Without ``--filter`` such values cannot be applied: the lines are served unfiltered, and the
+    run says so (log and summary) instead of dropping the values silently. ``found``: the count,
+    when already known.
     """
-    values = F.to_json(F.try_variant_get(parse_object(F.col(inputs.RAW)), f"$.{FILTER_VALUES}", "variant"))
-    found = int(requests.where(F.col(inputs.ERROR).isNull() & F.col(inputs.RAW).contains(FILTER_VALUES)
-                               & ~F.coalesce(values, F.lit("null")).isin("null", "{}")).count())
+    if found is None:
+        found = eligibility.filter_values_lines(requests)
     if found:
         log.warning("%s", _warnings(found)[0])
     return found
@@ -261,8 +293,8 @@ def unapplied_filter_values(requests: DataFrame) -> int:
 def _warnings(unapplied: int) -> list[str]:
     if not unapplied:
         return []
-    return [f"{unapplied} input line(s) carry \"{FILTER_VALUES}\", which batch jobs do not apply yet "
-            "(no filter is set): their results are unfiltered"]
+    return [f"{unapplied} input line(s) carry \"{FILTER_VALUES}\", which only recommend --filter "
+            "applies (no filter is set): their results are unfiltered"]
 
 
 def _write(spark, job: BatchJob, version_, run_date, result: DataFrame, requests: DataFrame,

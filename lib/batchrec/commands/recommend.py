@@ -4,6 +4,11 @@ A batch job on the shared runner (``batchrec.batch.runner``): the requests are t
 Personalize input file (``{"userId": ...}``) or every user the model knows; a user on several lines
 gets one answer, repeated on each line. The model's scorer returns the top N unseen items
 (``batchrec.scoring.recommend``).
+
+``--filter`` (Personalize's filter language, ``batchrec.filters``) is parsed and checked before
+Spark starts (:func:`check_filter_options`), compiled once the datasets it reads are known, and
+applied by the scorer before the top-N cut. Per-line ``"filterValues"`` apply when each user's
+lines carry the same values (one answer per user); other lines get an ``error``.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import datetime as dt
 from typing import Optional
 
 from batchrec import catalogue, registry
-from batchrec.batch import inputs
+from batchrec.batch import eligibility, inputs
 from batchrec.batch.runner import BatchJob, JobContext, all_owner_requests, run_batch_job
 from batchrec.batch.shapes import RECOMMENDATIONS
 from batchrec.columns import USER_ID
 from batchrec.dates import end_of_day
+from batchrec.errors import UsageError
 from batchrec.scoring import exploration
 from batchrec.scoring.recommend import check_num_results
 
@@ -25,9 +31,11 @@ def _score(context: JobContext):
     settings = context.settings
     model = context.model
     users = context.requests.select(USER_ID).distinct()
+    filtered = ({"item_filter": context.item_filter, "filter_settings": context.filter_settings}
+                if context.item_filter is not None else {})
     return model.spec.scoring_module().items_for_user(
         model, users, context.seen, settings.num_results, settings, items=context.items,
-        reference_time=end_of_day(context.run_date))
+        reference_time=end_of_day(context.run_date), **filtered)
 
 
 JOB = BatchJob(
@@ -49,22 +57,48 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
         current: Optional[str] = None,
         interactions: Optional[str] = None,
         items: Optional[str] = None, users: Optional[str] = None, data_format: str = "auto",
-        input_path: Optional[str] = None) -> dict:
+        input_path: Optional[str] = None, filter_expression: Optional[str] = None,
+        filter_values: Optional[str] = None) -> dict:
     """Recommend ``settings.recommend.num_results`` items per user; returns the run summary.
 
-    ``users`` is accepted for the common batch-job contract; recommending reads no users dataset.
+    ``users`` is read only by a filter that tests ``IF CurrentUser`` fields (default: the users
+    dataset recorded with the version); ``items``/``interactions`` likewise feed a filter's Items and
+    Interactions conditions. The summary names the filter (``filter``, null without one).
 
     Raises:
-        UsageError: num_results or exploration settings out of range (checked before any I/O).
+        UsageError: num_results or exploration settings out of range, a bad filter or filter values
+            (checked before any I/O), a recipe whose scorer cannot apply a filter, or a filter field
+            the datasets do not have (before any scoring).
         JobError: unknown solution or version, missing or corrupt artifact files.
         DataError: unreadable input or datasets, or an input file without a single usable line.
     """
     rs = settings.recommend
     check_num_results(rs.num_results)
     exploration.check_exploration(rs.exploration_weight, rs.exploration_item_age_cut_off)
-    return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
-                         dynamodb_table=dynamodb_table, current=current,
-                         output=output, jsonl=jsonl, input_path=input_path, interactions=interactions,
-                         items=items, data_format=data_format, job_settings=rs,
-                         exclude_seen=rs.exclude_seen, seen_event_types=rs.exclude_event_types,
-                         users_per_batch=rs.users_per_batch)
+    job_filter = check_filter_options(settings, filter_expression, filter_values, input_path)
+    summary = run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
+                            dynamodb_table=dynamodb_table, current=current,
+                            output=output, jsonl=jsonl, input_path=input_path, interactions=interactions,
+                            items=items, users=users, data_format=data_format, job_settings=rs,
+                            exclude_seen=rs.exclude_seen, seen_event_types=rs.exclude_event_types,
+                            users_per_batch=rs.users_per_batch, job_filter=job_filter)
+    summary["filter"] = filter_expression
+    return summary
+
+
+def check_filter_options(settings, filter_expression: Optional[str], filter_values: Optional[str],
+                         input_path: Optional[str] = None) -> Optional[eligibility.JobFilter]:
+    """``--filter``/``--filter-values`` parsed and checked without Spark (None without a filter).
+
+    Raises:
+        UsageError: ``--filter-values`` without ``--filter``.
+        FilterError: a syntax error (with its column), a dataset this job cannot filter on, or
+            values that are malformed, unused or missing (an INCLUDE placeholder needs one, unless
+            the ``--input`` lines may carry their own).
+    """
+    if filter_expression is None:
+        if filter_values is not None:
+            raise UsageError("--filter-values without --filter; give the filter expression too")
+        return None
+    return eligibility.parse_job_filter(filter_expression, filter_values, settings.filters,
+                                        per_line=input_path is not None)

@@ -6,6 +6,8 @@
   have not seen (reason ``popular``, no score). A known user whose unseen model items are fewer than
   N is backfilled with popular items outside the model; the shortfall is known before scoring
   (``n_items - seen model items``), so the backfill never waits for, or re-runs, the scoring.
+  With a filter, rejected items are masked in the block before the cut and the backfill (popular
+  items outside the model that pass the filter) is filled in the same block.
 * ranking: each request's items by dot product (``batchrec.scoring.ranking``).
 """
 
@@ -20,11 +22,17 @@ from batchrec import catalogue
 from batchrec.columns import ITEM_ID, ITEM_IDX, REASON_EXPLORATION, REASON_MODEL, USER_ID, USER_IDX
 from batchrec.config import RecommendSettings
 from batchrec.errors import UsageError
+from batchrec.filters.eligibility import Eligibility
+from batchrec.filters.settings import FilterSettings
 from batchrec.scoring import exploration, ranking, topk
 from batchrec.scoring.model import Model
-from batchrec.scoring.recommend import REASON, RANK, SCORE, from_list, popular_fallback
+from batchrec.scoring.masks import attach_filter_columns, collect_filter
+from batchrec.scoring.recommend import REASON, RANK, SCORE, fill_users, from_list, popular_fallback
 
 log = logging.getLogger(__name__)
+
+# The recommend job may pass a compiled filter (``item_filter``) to items_for_user.
+APPLIES_FILTERS = True
 
 
 def item_matrix(model: Model) -> topk.ItemMatrix:
@@ -44,8 +52,13 @@ def user_vectors(model: Model) -> DataFrame:
 
 def items_for_user(model: Model, users: DataFrame, exclude: Optional[DataFrame], num_results: int,
                    settings: RecommendSettings, *, items: Optional[DataFrame] = None,
-                   reference_time: Optional[int] = None) -> DataFrame:
+                   reference_time: Optional[int] = None, item_filter: Optional[Eligibility] = None,
+                   filter_settings: FilterSettings = FilterSettings()) -> DataFrame:
     """Top ``num_results`` items per user of ``users[USER_ID]`` (see the module docstring).
+
+    With ``item_filter`` (a compiled ``--filter`` keyed by ``USER_ID``), items it rejects are masked
+    before the top-N cut; a user left short gets the popular items outside the model that pass it
+    (``filter_settings.backfill``), and unknown users the popular items that pass it.
 
     Returns:
         ``[USER_ID, rank, ITEM_ID, score, reason]``.
@@ -68,9 +81,12 @@ def items_for_user(model: Model, users: DataFrame, exclude: Optional[DataFrame],
         n_seen = F.when(F.col(topk.SEEN).isNull(), F.lit(0)).otherwise(F.size(topk.SEEN))
     else:
         n_seen = F.lit(0)
-    scored = topk.score_blocks(known, matrix, num_results, settings.users_per_batch)
     reason = (F.when(F.col(topk.EXPLORED), F.lit(REASON_EXPLORATION)).otherwise(F.lit(REASON_MODEL))
               if exploring else F.lit(REASON_MODEL))
+    if item_filter is not None:
+        return _filtered(model, known, unknown, matrix, exclude, num_results, settings, reason,
+                         item_filter, filter_settings)
+    scored = topk.score_blocks(known, matrix, num_results, settings.users_per_batch)
     parts = [scored.select(USER_ID, RANK, ITEM_ID, SCORE, reason.alias(REASON))]
 
     ranked = popular_fallback(model.artifacts)
@@ -88,6 +104,30 @@ def items_for_user(model: Model, users: DataFrame, exclude: Optional[DataFrame],
     result = parts[0]
     for part in parts[1:]:
         result = result.unionByName(part)
+    return result
+
+
+def _filtered(model: Model, known: DataFrame, unknown: DataFrame, matrix: topk.ItemMatrix,
+              exclude: Optional[DataFrame], num_results: int, settings: RecommendSettings, reason,
+              item_filter: Eligibility, filter_settings: FilterSettings) -> DataFrame:
+    """:func:`items_for_user` with a filter. How many items pass for a user is only known inside
+    the scoring block, so the backfill (popular items outside the model: every allowed unseen model
+    item is already in a short list) is done there too."""
+    collected = collect_filter(item_filter, filter_settings.max_collected_ids)
+    ranked = popular_fallback(model.artifacts)
+    in_model = set(matrix.item_ids.tolist()) if matrix.item_ids is not None else set()
+    outside = [(item, why) for item, why in ranked if item not in in_model]
+    backfill = outside if filter_settings.backfill and outside else None
+    scoring = fill_users(known, exclude) if backfill else known
+    if not item_filter.is_global:
+        scoring = attach_filter_columns(scoring, item_filter)
+    scored = topk.score_blocks(scoring, matrix, num_results, settings.users_per_batch,
+                               item_filter=collected, backfill=backfill)
+    why = F.coalesce(F.col(REASON), reason) if backfill else reason
+    result = scored.select(USER_ID, RANK, ITEM_ID, SCORE, why.alias(REASON))
+    if ranked:
+        result = result.unionByName(from_list(unknown, ranked, exclude, settings.users_per_batch, 0,
+                                              num_results, item_filter=item_filter, collected=collected))
     return result
 
 

@@ -2,7 +2,8 @@
 
 The catalogue's ``scorer_options["lists"]`` names the lists in order, e.g. trending items then
 popular items; each user gets the first N items of the combined list they have not seen, without
-scores (as Personalize). Ranking orders a request's items by their place in the list; items not in
+scores (as Personalize); a filter (``--filter``) skips the items it rejects before the cut, so the
+list stays full while enough items pass. Ranking orders a request's items by their place in the list; items not in
 it follow in input order (``unscored``).
 """
 
@@ -13,9 +14,15 @@ from typing import Optional
 from pyspark.sql import DataFrame, functions as F
 
 from batchrec.config import RecommendSettings
+from batchrec.filters.eligibility import Eligibility
+from batchrec.filters.settings import FilterSettings
 from batchrec.scoring import ranking, topk
+from batchrec.scoring.masks import collect_filter
 from batchrec.scoring.model import Model
 from batchrec.scoring.recommend import from_list, ranked_list
+
+# The recommend job may pass a compiled filter (``item_filter``) to items_for_user.
+APPLIES_FILTERS = True
 
 
 def stored_list(model: Model) -> list[tuple[str, str]]:
@@ -24,9 +31,14 @@ def stored_list(model: Model) -> list[tuple[str, str]]:
 
 
 def items_for_user(model: Model, users: DataFrame, exclude: Optional[DataFrame], num_results: int,
-                   settings: RecommendSettings, **_context) -> DataFrame:
-    """The first ``num_results`` unseen items of the stored list, for each user."""
-    return from_list(users, stored_list(model), exclude, settings.users_per_batch, 0, num_results)
+                   settings: RecommendSettings, *, item_filter: Optional[Eligibility] = None,
+                   filter_settings: FilterSettings = FilterSettings(), **_context) -> DataFrame:
+    """The first ``num_results`` unseen items of the stored list, for each user; with
+    ``item_filter`` (keyed by ``USER_ID``), the first that pass it."""
+    collected = (collect_filter(item_filter, filter_settings.max_collected_ids)
+                 if item_filter is not None else None)
+    return from_list(users, stored_list(model), exclude, settings.users_per_batch, 0, num_results,
+                     item_filter=item_filter, collected=collected)
 
 
 def rank_items(model: Model, requests: DataFrame, users_per_batch: int) -> DataFrame:

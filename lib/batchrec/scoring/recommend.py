@@ -19,7 +19,9 @@ from batchrec import catalogue
 from batchrec.columns import EVENT_TYPE, ITEM_ID, REASON_POPULAR, USER_ID
 from batchrec.config import RecommendSettings
 from batchrec.errors import UsageError
+from batchrec.filters.eligibility import Eligibility
 from batchrec.scoring import topk
+from batchrec.scoring.masks import CollectedFilter, attach_filter_columns
 from batchrec.scoring.model import Model, artifact
 
 log = logging.getLogger(__name__)
@@ -136,10 +138,16 @@ def fill_users(fill: DataFrame, exclude: Optional[DataFrame]) -> DataFrame:
 
 
 def from_list(users: DataFrame, ranked: Sequence[tuple[str, str]], exclude: Optional[DataFrame],
-              users_per_batch: int, start=0, need=None) -> DataFrame:
+              users_per_batch: int, start=0, need=None, item_filter: Optional[Eligibility] = None,
+              collected: Optional[CollectedFilter] = None) -> DataFrame:
     """Each user's next ``need`` unseen items of ``ranked`` after position ``start`` (columns or
-    ints), as output rows without scores."""
+    ints), as output rows without scores; with ``item_filter`` (keyed by ``USER_ID``) and its
+    ``collected`` parts, only items the filter allows."""
     fill = users.select(USER_ID, (F.lit(start) if isinstance(start, int) else start).alias(topk.START),
                         (F.lit(need) if isinstance(need, int) else need).alias(topk.NEED))
-    filled = topk.top_k_from_list(fill_users(fill, exclude), ranked, users_per_batch)
+    fill = fill_users(fill, exclude)
+    if item_filter is not None and not item_filter.is_global:
+        fill = attach_filter_columns(fill, item_filter)
+    filled = topk.top_k_from_list(fill, ranked, users_per_batch,
+                                  item_filter=collected if item_filter is not None else None)
     return filled.select(USER_ID, RANK, ITEM_ID, F.lit(None).cast("double").alias(SCORE), REASON)
