@@ -347,6 +347,7 @@ def resumed(spark, data, moto, tmp_path_factory):
     return seen
 
 
+@pytest.mark.slow  # whole pipeline runs (minutes)
 def test_a_failed_stage_keeps_earlier_outputs_and_records_where_to_resume(resumed):
     assert resumed["first_code"] == 1
     assert "batchrec: error:" in resumed["first_err"] and "segments.jsonl" in resumed["first_err"]
@@ -359,6 +360,7 @@ def test_a_failed_stage_keeps_earlier_outputs_and_records_where_to_resume(resume
     assert not resumed["manifest_after_failure"] and not resumed["success_after_failure"]
 
 
+@pytest.mark.slow  # whole pipeline runs (minutes)
 def test_the_resumed_run_completes_from_the_failed_stage_with_exactly_the_expected_outputs(spark, resumed):
     root, run_dir = resumed["root"], resumed["run_dir"]
     assert resumed["second_code"] == 0, resumed["second_err"][-3000:]
@@ -390,6 +392,7 @@ def test_the_resumed_run_completes_from_the_failed_stage_with_exactly_the_expect
     assert {p.name for p in (root / "out" / "jsonl" / "recs").iterdir()} == {D.isoformat()}
 
 
+@pytest.mark.slow  # whole pipeline runs (minutes)
 def test_the_manifest_records_inputs_versions_outputs_stages_and_rejects(spark, resumed):
     import boto3
 
@@ -433,6 +436,7 @@ def _scan_count(client, table) -> int:
     return sum(page["Count"] for page in client.get_paginator("scan").paginate(TableName=table))
 
 
+@pytest.mark.slow  # whole pipeline runs (minutes)
 def test_a_complete_run_date_is_a_no_op_and_quiet_prints_the_summary_alone(resumed, capsys):
     root = resumed["root"]
     before = (resumed["run_dir"] / "state.json").read_text(), delta_version(root / "out" / "recs")
@@ -446,6 +450,7 @@ def test_a_complete_run_date_is_a_no_op_and_quiet_prints_the_summary_alone(resum
     assert ((resumed["run_dir"] / "state.json").read_text(), delta_version(root / "out" / "recs")) == before
 
 
+@pytest.mark.slow  # whole pipeline runs (minutes)
 def test_force_on_one_stage_runs_it_again_and_rewrites_the_manifest(spark, resumed, capsys):
     root, run_dir = resumed["root"], resumed["run_dir"]
     rows_before = sorted(tuple(r) for r in rows_of(spark, root / "out" / "related"))
@@ -484,6 +489,7 @@ def short(tmp_path, data):
     return write(tmp_path / "short.toml", SHORT.format(root=tmp_path, data=data, settings=SMALL_SETTINGS))
 
 
+@pytest.mark.slow  # whole pipeline runs (minutes)
 def test_one_stage_at_a_time_as_airflow_runs_it_then_force_runs_every_stage_again(spark, short, tmp_path,
                                                                                   capsys):
     run = ["run", str(short), "--run-date", D.isoformat()]
