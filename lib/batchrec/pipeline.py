@@ -277,7 +277,8 @@ def _parse(raw: Mapping[str, Any], where: str, absolute: str, digest: str, run_d
         validate = ValidateStage(rejects=r.path(section, "validate", "rejects"), report=report)
     export = _export(r, raw, stages, batch) if EXPORT in stages else None
     if EXPORT in raw and EXPORT not in stages:
-        _export(r, raw, tuple(stages) + (EXPORT,), batch)  # still checked: a typo fails today
+        # Still checked (a typo fails today), against every batch section of the file.
+        _export(r, raw, tuple(s for s in BATCH_STAGES if s in batch) + (EXPORT,), batch)
     return Pipeline(path=absolute, digest=digest, run_date=run_date, stages=stages, runs=runs,
                     progress_seconds=progress, config=config, env=env,
                     settings=types.MappingProxyType({k: dict(v) for k, v in settings.items()}),
