@@ -150,6 +150,16 @@ def test_train_is_due_without_a_version_or_when_the_newest_is_too_old():
     assert P.train_due(solution(30), D, [("v", "2026-11-21")])[0] is True
 
 
+def test_a_subset_of_the_stages_may_leave_other_sections_configured():
+    text = (REPO / "examples" / "pipeline.toml").read_text()
+    start = text.index("stages = [")
+    end = text.index("]", start) + 1
+    path = Path(REPO / "examples" / "pipeline.toml")
+    plan = P._parse(P.tomllib.loads(text[:start] + 'stages = ["validate", "train"]' + text[end:]), str(path),
+                    str(path), "x", D)
+    assert plan.stages == ("validate", "train") and plan.export is None
+
+
 def test_prerequisites_follow_the_configured_stages(tmp_path):
     plan = plan_of(MINIMAL, tmp_path)
     assert P.prerequisites(plan, "validate") == ()
