@@ -3,6 +3,9 @@
 Seen pairs come from the solution version (the ``seen_items`` artifact, the whole valid history at
 training time) plus, when ``--interactions`` names fresher data, that data read with a light parse:
 only the ID and event-type columns, no validation. Scoring never re-validates a dataset.
+
+A ``--filter`` (:class:`JobFilter`) is parsed before Spark starts (:func:`parse_job_filter`) and
+compiled for the requests by :func:`apply_job_filter`, which reads only the datasets it uses.
 """
 
 from __future__ import annotations
