@@ -91,7 +91,8 @@ def spark_progress(spark) -> dict:
         return {}
     found = {"tasks_done": sum(i.numCompletedTasks for i in infos),
              "tasks_total": sum(i.numTasks for i in infos),
-             "spark_stages": sorted({i.name.split(" at ")[0] for i in infos}),
+             # Spark's call-site names ("save", "collect"); its own closures ($anonfun...) say nothing.
+             "spark_stages": sorted({n for n in (i.name.split(" at ")[0] for i in infos) if not n.startswith("$")}),
              "stage_ids": tuple(sorted(i.stageId for i in infos))}
     try:
         jvm = spark.sparkContext._jvm
@@ -163,7 +164,8 @@ class Heartbeat:
             first_seen, done_then = self._seen.setdefault(key, (now, done))
             if done > done_then and now > first_seen:  # the active Spark stages' pace so far
                 eta = (total - done) * (now - first_seen) / (done - done_then)
-            parts.append(f"spark_stage={'+'.join(spark['spark_stages'])[:60]}")
+            if spark["spark_stages"]:
+                parts.append(f"spark_stage={'+'.join(spark['spark_stages'])[:60]}")
         if rows is not None:
             parts.append(f"rows={rows}")
         if self.expected_seconds:  # the previous run's duration of this stage: the better estimate
