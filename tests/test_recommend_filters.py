@@ -73,7 +73,9 @@ def recommend(capsys, spark, data, tmp_path, recipe, *options, source=None, num_
     for f in files:
         for line in f.read_text().splitlines():
             parsed = json.loads(line)
-            by_user[parsed["input"]["userId"]] = parsed
+            # Error lines echo the request as the raw text (a JSON string), served lines as an object.
+            request = parsed["input"] if isinstance(parsed["input"], dict) else json.loads(parsed["input"])
+            by_user[request["userId"]] = parsed
     return summary, lists, by_user
 
 
