@@ -63,8 +63,9 @@ else:
 EOF
   echo "== batchrec run examples/pipeline.toml --run-date $run_date (DynamoDB export to moto on port $port)"
   # The export goes to the local server only, with dummy credentials: nothing reaches AWS.
-  BATCHREC_DYNAMODB__ENDPOINT_URL="http://127.0.0.1:$port" BATCHREC_DYNAMODB__REGION=us-east-1 \
-    AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_SESSION_TOKEN= AWS_PROFILE= \
+  env -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+    BATCHREC_DYNAMODB__ENDPOINT_URL="http://127.0.0.1:$port" BATCHREC_DYNAMODB__REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
     "$VENV/bin/batchrec" run examples/pipeline.toml "${extra[@]}" "$@"
   "$VENV/bin/python" - "batchrec-demo/runs/$run_date/manifest.json" <<'EOF'
 import json, sys
