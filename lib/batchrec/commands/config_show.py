@@ -16,8 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from batchrec.config import (DEFAULT_ORIGIN, Layer, load_settings_with_origins, section_types,
-                             settings_as_dict)
+from batchrec.config import Layer, load_settings_with_origins, section_types, settings_as_dict
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 COMMENT_COLUMN = 40
@@ -79,6 +78,3 @@ def toml_value(value: Any) -> str:
 
 def _key(key: str) -> str:
     return key if _BARE_KEY.match(key) else toml_value(str(key))
-
-
-__all__ = ["show", "toml_value", "DEFAULT_ORIGIN"]
