@@ -15,6 +15,7 @@ from batchrec.cli import main
 from batchrec.errors import UsageError
 from batchrec.locations import Location, check_locations
 from batchrec.sinks import jsonl as jsonl_sink
+from cli_summary import run
 
 COMMON = ["--master", "local[2]", "--run-date", "2024-01-31", "--log-level", "WARNING"]
 HEADER = "USER_ID,ITEM_ID,TIMESTAMP\n"
@@ -24,13 +25,6 @@ ROWS = "".join(f"u{u},i{(u * 7 + k) % 5},{1700000000 + 60 * (u * 3 + k)}\n" for 
 def everything_in(folder) -> list[str]:
     """Every entry of ``folder``, hidden ones included."""
     return sorted(os.listdir(folder))
-
-
-def run(capsys, *args) -> tuple[int, dict, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    lines = out.strip().splitlines()
-    return code, (json.loads(lines[-1]) if code == 0 and lines else {}), err
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from batchrec import jvm_console
 
 REPO = Path(__file__).resolve().parents[1]
 IVY_LINES = [b":: loading settings :: url = jar:file:/x/ivy.jar!/ivysettings.xml\n",
-             b"Ivy Default Cache set to: /root/.cache/batchrec/ivy/cache\n",
+             b"Ivy Default Cache set to: ~/.cache/batchrec/ivy/cache\n",
              b"io.delta#delta-spark_2.13 added as a dependency\n",
              b"\tconfs: [default]\n", b"\t0 artifacts copied, 3 already retrieved (0kB/13ms)\n"]
 INCUBATOR = b"WARNING: Using incubator modules: jdk.incubator.vector\n"

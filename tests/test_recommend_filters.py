@@ -14,6 +14,7 @@ import json
 import pytest
 
 from batchrec.cli import main
+from cli_summary import run
 
 RUN_DATE = dt.date(2026, 3, 1)
 END = int(dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp())
@@ -24,13 +25,6 @@ HISTORY = {f"u{k}": [f"i{j}" for j in range(1, 10 - k)] for k in range(1, 9)}
 PURCHASES = {("u5", "i3"), ("u5", "i4")}
 SHOES = {item for item, (category, _) in ITEMS.items() if category == "shoes"}
 REQUESTS = ["u5", "u8", "new", "u3"]
-
-
-def run(capsys, *args) -> tuple[int, dict, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    lines = out.strip().splitlines()
-    return code, (json.loads(lines[-1]) if code == 0 and lines else {}), err
 
 
 @pytest.fixture(scope="module")
