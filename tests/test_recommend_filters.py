@@ -206,3 +206,13 @@ def test_user_personalization_applies_the_filter_before_the_cut(spark, capsys, d
                             "--exclude-event-type", "click", "--filter",
                             'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")')
     assert len(items_of(lists, "u5")) == 3 and set(items_of(lists, "u5")) <= {"i5", "i6", "i7", "i8"}
+
+
+def test_users_dataset_is_an_input_no_output_may_overwrite(capsys, data, tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("USER_ID,AGE\nu1,30\n")
+    before = users.read_bytes()
+    code, _, err = run(capsys, "recommend", *COMMON, "--solution", data["popularity-count"],
+                       "--output", tmp_path / "recs", "--jsonl", users, "--users", users)
+    assert code == 2 and "--jsonl" in err and "--users" in err
+    assert users.read_bytes() == before and not (tmp_path / "recs").exists()

@@ -132,7 +132,7 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
     started = time.perf_counter()
     solution = check_job_locations(spark, solution=solution, output=output, jsonl=jsonl,
                                    input_path=input_path, interactions=interactions, items=items,
-                                   current=current)
+                                   users=users, current=current)
     # Arrow batches are the scoring blocks' upper bound; the scorers also slice them themselves.
     with scoped_conf(spark, {ARROW_BATCH_CONF: users_per_batch}):
         version_ = registry.load_version(spark, solution, version, run_date=run_date)
@@ -214,12 +214,14 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
 
 def check_job_locations(spark, *, solution: str, output: str, jsonl: Optional[str] = None,
                         input_path: Optional[str] = None, interactions: Optional[str] = None,
-                        items: Optional[str] = None, current: Optional[str] = None) -> str:
+                        items: Optional[str] = None, users: Optional[str] = None,
+                        current: Optional[str] = None) -> str:
     """Refuse outputs that would overwrite an input, the solution or each other (UsageError, exit 2);
     returns the solution's canonical URI, the key its rows are written under."""
     reads = [Location("--solution", solution, KIND_SOLUTION)]
     reads += [Location(option, path) for option, path in
-              (("--input", input_path), ("--interactions", interactions), ("--items", items)) if path]
+              (("--input", input_path), ("--interactions", interactions), ("--items", items),
+               ("--users", users)) if path]
     writes = [Location("--output", output, KIND_DELTA)]
     writes += [Location("--jsonl", jsonl, KIND_FOLDER)] if jsonl else []
     writes += [Location("--current", current, KIND_DELTA)] if current else []
