@@ -47,6 +47,13 @@ DEFAULT_USERS_PER_BATCH = 2048
 # Upper bound on the scores held at once by one block (float32): 16M cells = 64 MB, so a block
 # shrinks below users_per_batch when the catalogue is large.
 MAX_BLOCK_CELLS = 1 << 24
+# The float32 product picks k + RESCORE_MARGIN candidates per user, which are then scored again in
+# float64, one (user, item) pair at a time. BLAS rounds a product differently with the block's shape,
+# so without this the last bits of a score, and the order of two items one rounding apart, would
+# depend on how the users were split into blocks (partitioning, users_per_batch, catalogue size).
+RESCORE_MARGIN = 8
+# float64 cells gathered at once while re-scoring (32 MB).
+MAX_RESCORE_CELLS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -337,7 +344,7 @@ def _score_block(block: pa.RecordBatch, kern: _Kernel, k: int, schema: pa.Schema
     base = neg
     if bonus is not None:
         neg = neg - bonus[None, :]
-    top_pos, top_neg = select_top_k(neg, k)
+    top_pos, top_neg = _rescored_top_k(neg, users, neg_v, bonus, k)
     valid = np.isfinite(top_neg)
     r, j = np.nonzero(valid)  # excluded items (inf) sort last, so valid entries are a prefix
     pos = top_pos[r, j]
@@ -356,6 +363,28 @@ def _score_block(block: pa.RecordBatch, kern: _Kernel, k: int, schema: pa.Schema
     if kern.fill_ids is None:
         return [scored]
     return [scored, _backfill_block(block, kern, valid.sum(axis=1), k, schema, indexes)]
+
+
+def _rescored_top_k(neg: np.ndarray, users: np.ndarray, neg_v: np.ndarray, bonus: Optional[np.ndarray],
+                    k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``select_top_k`` over exact float64 scores, independent of the block's shape.
+
+    The block product (float32, BLAS) chooses ``k + RESCORE_MARGIN`` candidates; each candidate is
+    scored again as a float64 dot product of its two float32 vectors (the products are exact and
+    the sum runs in a fixed order), and the best k by (value, position) are kept. Excluded
+    candidates (+inf) stay +inf.
+    """
+    cand, approx = select_top_k(neg, min(neg.shape[1], k + RESCORE_MARGIN))
+    exact = np.empty(cand.shape, dtype=np.float64)
+    step = max(1, MAX_RESCORE_CELLS // max(1, cand.shape[1] * neg_v.shape[1]))
+    for s in range(0, len(cand), step):
+        u = users[s:s + step].astype(np.float64)[:, None, :]
+        exact[s:s + step] = (u * neg_v[cand[s:s + step]].astype(np.float64)).sum(axis=2)
+    if bonus is not None:
+        exact -= bonus[cand]
+    exact[~np.isfinite(approx)] = np.inf
+    order = np.lexsort((cand, exact), axis=1)[:, :k]
+    return np.take_along_axis(cand, order, axis=1), np.take_along_axis(exact, order, axis=1)
 
 
 def _mask_out(neg: np.ndarray, allowed: Optional[np.ndarray]) -> None:
