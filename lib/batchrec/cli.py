@@ -418,22 +418,54 @@ def _batch_options(func: Callable) -> Callable:
     return func
 
 
-def _users_not_read(ctx, param, value):
-    """``--users`` is part of the batch jobs' contract, but nothing reads it yet: say so."""
-    if value and ctx.info_name != "recommend":  # recommend: read by a --filter testing CurrentUser
-        click.echo(f"batchrec: warning: --users {value} is not read by {ctx.info_name} (no filter on "
-                   "Users fields yet); ignored", err=True)
-    return value
+def _filter_options(context_name: str) -> Callable[[Callable], Callable]:
+    """``--filter``, ``--filter-name`` and ``--filter-values`` of a batch job whose filters are
+    checked (syntax, job context, values) against ``batchrec.filters.<context_name>`` before a JVM
+    starts."""
+    def decorate(func: Callable) -> Callable:
+        options = [
+            click.option("--filter", "filter_expression", default=None,
+                         help='Personalize filter expression, e.g. '
+                              '\'EXCLUDE ItemID WHERE Items.GENRE IN ("Horror")\'.'),
+            click.option("--filter-name", default=None,
+                         help="A filter expression of the configuration's [filters.named] table."),
+            click.option("--filter-values", default=None,
+                         help='Placeholder values as JSON, e.g. \'{"GENRE": "\\"Comedy\\""}\'; an input '
+                              'line\'s "filterValues" win.'),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _check_filter(context_name: str, kwargs: dict) -> Callable[[Any], None]:
+    """The precheck of a job's filter options (syntax errors exit 2 before a JVM starts); warns
+    when ``--users`` is given but no filter reads it."""
+    def check(settings) -> None:
+        from batchrec import filters
+        from batchrec.batch.eligibility import job_filter_options
+
+        found = job_filter_options(settings, getattr(filters, context_name), kwargs["filter_expression"],
+                                   kwargs["filter_values"], kwargs["filter_name"], kwargs["input_path"])
+        if kwargs.get("users") and (found is None or "users" not in found.kinds()):
+            click.echo(f"batchrec: warning: --users {kwargs['users']} is not read (only a --filter "
+                       "testing Users or CurrentUser fields reads it); ignored", err=True)
+
+    return check
 
 
 def _fresh_data_options(func: Callable) -> Callable:
     """Fresher datasets than those recorded with the solution version (batch jobs that use them)."""
     options = [
         click.option("--interactions", default=None,
-                     help="Fresher interactions: what users saw since training is excluded too."),
-        click.option("--items", default=None, help="Fresher items (creation times for exploration)."),
-        click.option("--users", default=None, callback=_users_not_read,
-                     help="Fresher users; only recommend's --filter reads them (IF CurrentUser)."),
+                     help="Fresher interactions: seen items (recommend, segment --exclude-interacted) "
+                          "and a --filter's Interactions conditions."),
+        click.option("--items", default=None,
+                     help="Fresher items: creation times (exploration) and a --filter's Items fields."),
+        click.option("--users", default=None,
+                     help="Fresher users; read by a --filter testing Users or CurrentUser fields."),
         click.option("--format", "data_format", type=click.Choice(FORMAT_NAMES), default="auto",
                      show_default=True, help="Format of --interactions/--items/--users."),
     ]
@@ -460,11 +492,7 @@ def _fresh_data_options(func: Callable) -> Callable:
 @conf_option("--exploration-item-age-cut-off", key="recommend.exploration_item_age_cut_off",
              type=click.FloatRange(min=1), default=None,
              help="Days; items younger than this may be explored.")
-@click.option("--filter", "filter_expression", default=None,
-              help='Personalize filter expression, e.g. \'EXCLUDE ItemID WHERE Items.GENRE IN ("Horror")\'.')
-@click.option("--filter-values", default=None,
-              help='Placeholder values as JSON, e.g. \'{"GENRE": "\\"Comedy\\""}\'; an input line\'s '
-                   '"filterValues" win.')
+@_filter_options("RECOMMEND")
 def recommend(num_results, exclude_seen, exclude_event_types, exploration_weight,
               exploration_item_age_cut_off, **kwargs) -> None:
     """Top-N items per user into Delta (and optionally Personalize JSON lines)."""
@@ -473,24 +501,19 @@ def recommend(num_results, exclude_seen, exclude_event_types, exploration_weight
         exclude_event_types=tuple(exclude_event_types) or None,
         exploration_weight=exploration_weight,
         exploration_item_age_cut_off=exploration_item_age_cut_off)}
-
-    def check_filter(settings) -> None:  # syntax errors exit 2 before a JVM starts
-        from batchrec.commands.recommend import check_filter_options
-
-        check_filter_options(settings, kwargs["filter_expression"], kwargs["filter_values"],
-                             kwargs["input_path"])
-
-    _run_job("recommend", overrides, precheck=check_filter, **kwargs)
+    _run_job("recommend", overrides, precheck=_check_filter("RECOMMEND", kwargs), **kwargs)
 
 
 @cli.command()
 @_common_options
 @_batch_options
+@_fresh_data_options
 @click.option("--input", "input_path", required=True,
               help='JSON lines {"userId": ..., "itemList": [...]}.')
+@_filter_options("RANK")
 def rank(**kwargs) -> None:
     """Re-rank each user's item list by the model's scores."""
-    _run_job("rank", **kwargs)
+    _run_job("rank", precheck=_check_filter("RANK", kwargs), **kwargs)
 
 
 def _dynamodb_table_name(ctx, param, value):
@@ -536,13 +559,16 @@ def export_dynamodb(write_rate, writers, verify_sample, **kwargs) -> None:
 @cli.command()
 @_common_options
 @_batch_options
+@_fresh_data_options
 @click.option("--input", "input_path", default=None,
               help='JSON lines {"itemId": ...}; default: every item the model relates.')
 @conf_option("--num-results", key="recommend.num_results", type=click.IntRange(1, MAX_NUM_RESULTS),
              default=None, help="Related items per item.")
+@_filter_options("RELATED")
 def related(num_results, **kwargs) -> None:
     """Related items per item (sims, similar-items) into Delta (and Personalize JSON lines)."""
-    _run_job("related", {"recommend": _compact(num_results=num_results)}, **kwargs)
+    _run_job("related", {"recommend": _compact(num_results=num_results)},
+             precheck=_check_filter("RELATED", kwargs), **kwargs)
 
 
 @cli.command()
@@ -558,12 +584,14 @@ def related(num_results, **kwargs) -> None:
              help="Or the top share of all users, e.g. 0.01.")
 @conf_option("--exclude-interacted/--include-interacted", key="segment.exclude_interacted", default=None,
              help="Leave out users who already interacted with the segment's items.")
+@_filter_options("ITEM_SEGMENT")
 def segment(num_results, fraction, exclude_interacted, **kwargs) -> None:
     """User segments per item or item-attribute query into Delta (and Personalize JSON lines)."""
     if num_results is not None and fraction is not None:
         raise click.UsageError("--num-results and --fraction both given; choose one segment size")
     _run_job("segment", {"segment": _compact(num_results=num_results, fraction=fraction,
-                                             exclude_interacted=exclude_interacted)}, **kwargs)
+                                             exclude_interacted=exclude_interacted)},
+             precheck=_check_filter("ITEM_SEGMENT", kwargs), **kwargs)
 
 
 @cli.command()

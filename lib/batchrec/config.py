@@ -289,6 +289,19 @@ def _conf(value: Mapping[str, str]) -> Optional[str]:
     return None
 
 
+def _named_filters(value: Mapping[str, str]) -> Optional[str]:
+    from batchrec.filters import FilterError, parse_filter
+
+    for name, expression in value.items():
+        if not name.strip():
+            return "non-empty filter names"
+        try:
+            parse_filter(expression)
+        except FilterError as exc:
+            return f"filter expressions; {name!r} does not parse: {exc}"
+    return None
+
+
 CHECKS: dict[str, Check] = {
     "spark.master": _pattern(_MASTER, "a Spark master URL: local, local[N], local[*], yarn, "
                                       "spark://HOST:PORT or k8s://URL"),
@@ -331,6 +344,7 @@ CHECKS: dict[str, Check] = {
     "evaluate.hpo_metric": _pattern(_HPO_METRIC, "<metric>@<K>, metric one of "
                                                  f"{', '.join(RANKED_METRIC_NAMES)}, e.g. ndcg@10"),
     "evaluate.hpo_method": _one_of(HPO_METHODS),
+    "filters.named": _named_filters,
 }
 
 

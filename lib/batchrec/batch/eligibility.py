@@ -102,12 +102,15 @@ class JobFilter:
         parsed: the parsed, context-checked filter (fields are checked once the datasets are read).
         values: the global ``--filter-values`` JSON text, or None.
         settings: the ``[filters]`` section.
+        context: the job's :class:`batchrec.filters.FilterContext` (what it returns, what its
+            requests carry).
     """
 
     text: str
     parsed: Any
     values: Optional[str]
     settings: FilterSettings
+    context: Any = None
 
     def kinds(self) -> set[str]:
         """The datasets the filter reads: ``items``, ``interactions``, ``users``."""
@@ -128,9 +131,42 @@ def parse_job_filter(expression: str, values: Optional[str], settings: FilterSet
     """
     from batchrec.filters import RECOMMEND, check_filter, parse_filter, parse_filter_values, plan_values
 
-    filt = check_filter(parse_filter(expression), context or RECOMMEND, None)
+    context = context or RECOMMEND
+    filt = check_filter(parse_filter(expression), context, None)
     plan_values(filt, parse_filter_values(values), per_line)
-    return JobFilter(expression, filt, values, settings)
+    return JobFilter(expression, filt, values, settings, context)
+
+
+def job_filter_options(settings, context, expression: Optional[str], values: Optional[str],
+                       name: Optional[str] = None, input_path: Optional[str] = None) -> Optional[JobFilter]:
+    """A batch job's ``--filter``/``--filter-name``/``--filter-values``, checked without Spark.
+
+    ``--filter-name N`` is the expression ``[filters.named] N`` of the configuration.
+
+    Returns:
+        The :class:`JobFilter`, or None without a filter.
+
+    Raises:
+        UsageError: ``--filter`` with ``--filter-name``, an unknown name, or ``--filter-values``
+            without a filter.
+        FilterError: as :func:`parse_job_filter` (an INCLUDE placeholder needs a value unless the
+            ``--input`` lines may carry their own).
+    """
+    from batchrec.errors import UsageError
+
+    if name is not None:
+        if expression is not None:
+            raise UsageError("--filter and --filter-name both given; give one of them")
+        named = settings.filters.named
+        if name not in named:
+            known = ", ".join(sorted(named)) or "none are configured"
+            raise UsageError(f"--filter-name {name!r}: no such filter in [filters.named] ({known})")
+        expression = named[name]
+    if expression is None:
+        if values is not None:
+            raise UsageError("--filter-values without --filter; give the filter expression too")
+        return None
+    return parse_job_filter(expression, values, settings.filters, context, per_line=input_path is not None)
 
 
 def datasets_needed(filt) -> set[str]:
@@ -194,8 +230,9 @@ def compile_job_filter(spark, job_filter: JobFilter, requests: DataFrame, key: s
     from batchrec.filters.compile import compile_filter
 
     with logs.stage(log, "compile_filter", filter=job_filter.text):
+        context = {"context": job_filter.context} if job_filter.context is not None else {}
         return compile_filter(spark, job_filter.parsed, job_filter.values, datasets, requests, key,
-                              candidates=candidates, settings=job_filter.settings)
+                              candidates=candidates, settings=job_filter.settings, **context)
 
 
 FILTER_REQUEST_ERROR = "_filter_request_error"
@@ -240,7 +277,7 @@ def apply_job_filter(spark, job_filter: JobFilter, requests: DataFrame, key: str
                      .select(key, F.lit(f'"{FILTER_VALUES}" differ between this {inputs_key_name(key)}\'s '
                                         'lines, which share one answer').alias(FILTER_ERROR)))
         usable = usable.join(conflicts.select(key), key, "left_anti")
-    columns = [key] + ([USER_ID] if key != USER_ID and USER_ID in usable.columns else [])
+    columns = [key] + [c for c in (USER_ID, ITEM_ID) if c != key and c in usable.columns]
     columns += [FILTER_VALUES] if per_line else []
     filter_requests = usable.select(*columns).dropDuplicates([key])
     eligibility = compile_job_filter(spark, job_filter, filter_requests, key, datasets, candidates)

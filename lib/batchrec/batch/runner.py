@@ -93,6 +93,12 @@ class BatchJob:
         count_label: the summary's name for the number of requests ("users", "requests", ...).
         prepare_requests: ``f(spark, requests) -> requests`` run on the read requests (adds the
             request key, marks lines the job cannot serve with an ``error``).
+        filter_context: what a ``--filter`` may say in this job (``batchrec.filters.FilterContext``);
+            None: the job takes no filter.
+        filter_in_scorer: the recipe's scorer applies the filter inside its kernel (it must declare
+            ``APPLIES_FILTERS``); else the job's ``score`` applies ``context.item_filter`` itself.
+        filter_candidates: ``f(model, requests) -> [ID]``, every ID the job may return (default:
+            the model's items and stored lists).
     """
 
     command: str
@@ -107,6 +113,9 @@ class BatchJob:
     count_label: str = "requests"
     summary_extra: dict = field(default_factory=dict)
     prepare_requests: Optional[Callable[[Any, DataFrame], DataFrame]] = None
+    filter_context: Any = None
+    filter_in_scorer: bool = False
+    filter_candidates: Optional[Callable[[Model, DataFrame], DataFrame]] = None
 
 
 def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution: str,
@@ -137,7 +146,10 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
     with scoped_conf(spark, {ARROW_BATCH_CONF: users_per_batch}):
         version_ = registry.load_version(spark, solution, version, run_date=run_date)
         spec = catalogue.require(version_.recipe, job.capability, job.what)
-        if job_filter is not None and not getattr(spec.scoring_module(), "APPLIES_FILTERS", False):
+        if job_filter is not None and job.filter_context is None:
+            raise UsageError(f"{job.command} takes no --filter")
+        if (job_filter is not None and job.filter_in_scorer
+                and not getattr(spec.scoring_module(), "APPLIES_FILTERS", False)):
             raise UsageError(f"recipe {spec.name} cannot apply --filter in {job.command} yet; filters "
                              "work with user-personalization, popularity-count and trending-now")
         model = Model(spec, registry.load_artifacts(spark, version_), version_.metadata.get("params", {}))
@@ -172,9 +184,10 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
                                                         delimiter))),
                     "users": (None if not users_source else lambda: eligibility.users_dataset(
                         spark, users_source, recorded, _format(data_format, users, recorded), delimiter))}
+            candidates = (job.filter_candidates(model, requests) if job.filter_candidates is not None
+                          else eligibility.candidate_items(model.artifacts))
             item_filter, marked = eligibility.apply_job_filter(
-                spark, job_filter, requests, job.request_key, carrying > 0, read,
-                eligibility.candidate_items(model.artifacts))
+                spark, job_filter, requests, job.request_key, carrying > 0, read, candidates)
             if marked is not requests:
                 marked = marked.persist()
                 requests.unpersist()
@@ -209,7 +222,10 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
     return {"command": job.command, "run_date": run_date.isoformat(), "solution": version_.solution,
             "version": version_.version, "recipe": version_.recipe, **summary, "errors": errors,
             "seconds": round(time.perf_counter() - started, 1), "output": output, "jsonl": jsonl,
-            **job.summary_extra, "warnings": _warnings(unapplied)}
+            **job.summary_extra,
+            **({"filter": job_filter.text if job_filter is not None else None}
+               if job.filter_context is not None else {}),
+            "warnings": _warnings(unapplied)}
 
 
 def check_job_locations(spark, *, solution: str, output: str, jsonl: Optional[str] = None,
@@ -295,7 +311,7 @@ def unapplied_filter_values(requests: DataFrame, found: Optional[int] = None) ->
 def _warnings(unapplied: int) -> list[str]:
     if not unapplied:
         return []
-    return [f"{unapplied} input line(s) carry \"{FILTER_VALUES}\", which only recommend --filter "
+    return [f"{unapplied} input line(s) carry \"{FILTER_VALUES}\", which only a --filter "
             "applies (no filter is set): their results are unfiltered"]
 
 

@@ -6,8 +6,8 @@ gets one answer, repeated on each line. The model's scorer returns the top N uns
 (``batchrec.scoring.recommend``).
 
 ``--filter`` (Personalize's filter language, ``batchrec.filters``) is parsed and checked before
-Spark starts (:func:`check_filter_options`), compiled once the datasets it reads are known, and
-applied by the scorer before the top-N cut. Per-line ``"filterValues"`` apply when each user's
+Spark starts (``batchrec.batch.eligibility.job_filter_options``), compiled once the datasets it
+reads are known, and applied by the scorer before the top-N cut. Per-line ``"filterValues"`` apply when each user's
 lines carry the same values (one answer per user); other lines get an ``error``.
 """
 
@@ -22,7 +22,7 @@ from batchrec.batch.runner import BatchJob, JobContext, all_owner_requests, run_
 from batchrec.batch.shapes import RECOMMENDATIONS
 from batchrec.columns import USER_ID
 from batchrec.dates import end_of_day
-from batchrec.errors import UsageError
+from batchrec.filters import RECOMMEND
 from batchrec.scoring import exploration
 from batchrec.scoring.recommend import check_num_results
 
@@ -49,6 +49,8 @@ JOB = BatchJob(
     all_requests=lambda model: all_owner_requests(model.artifact(catalogue.USER_MAP), USER_ID,
                                                   inputs.JSON_USER_ID),
     count_label="users",
+    filter_context=RECOMMEND,
+    filter_in_scorer=True,
 )
 
 
@@ -58,7 +60,7 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
         interactions: Optional[str] = None,
         items: Optional[str] = None, users: Optional[str] = None, data_format: str = "auto",
         input_path: Optional[str] = None, filter_expression: Optional[str] = None,
-        filter_values: Optional[str] = None) -> dict:
+        filter_values: Optional[str] = None, filter_name: Optional[str] = None) -> dict:
     """Recommend ``settings.recommend.num_results`` items per user; returns the run summary.
 
     ``users`` is read only by a filter that tests ``IF CurrentUser`` fields (default: the users
@@ -75,30 +77,11 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     rs = settings.recommend
     check_num_results(rs.num_results)
     exploration.check_exploration(rs.exploration_weight, rs.exploration_item_age_cut_off)
-    job_filter = check_filter_options(settings, filter_expression, filter_values, input_path)
-    summary = run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
-                            dynamodb_table=dynamodb_table, current=current,
-                            output=output, jsonl=jsonl, input_path=input_path, interactions=interactions,
-                            items=items, users=users, data_format=data_format, job_settings=rs,
-                            exclude_seen=rs.exclude_seen, seen_event_types=rs.exclude_event_types,
-                            users_per_batch=rs.users_per_batch, job_filter=job_filter)
-    summary["filter"] = filter_expression
-    return summary
-
-
-def check_filter_options(settings, filter_expression: Optional[str], filter_values: Optional[str],
-                         input_path: Optional[str] = None) -> Optional[eligibility.JobFilter]:
-    """``--filter``/``--filter-values`` parsed and checked without Spark (None without a filter).
-
-    Raises:
-        UsageError: ``--filter-values`` without ``--filter``.
-        FilterError: a syntax error (with its column), a dataset this job cannot filter on, or
-            values that are malformed, unused or missing (an INCLUDE placeholder needs one, unless
-            the ``--input`` lines may carry their own).
-    """
-    if filter_expression is None:
-        if filter_values is not None:
-            raise UsageError("--filter-values without --filter; give the filter expression too")
-        return None
-    return eligibility.parse_job_filter(filter_expression, filter_values, settings.filters,
-                                        per_line=input_path is not None)
+    job_filter = eligibility.job_filter_options(settings, JOB.filter_context, filter_expression,
+                                                filter_values, filter_name, input_path)
+    return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
+                         dynamodb_table=dynamodb_table, current=current,
+                         output=output, jsonl=jsonl, input_path=input_path, interactions=interactions,
+                         items=items, users=users, data_format=data_format, job_settings=rs,
+                         exclude_seen=rs.exclude_seen, seen_event_types=rs.exclude_event_types,
+                         users_per_batch=rs.users_per_batch, job_filter=job_filter)

@@ -7,6 +7,10 @@ the query selects; ``segment_id`` is a stable ID of the normalized query). Witho
 one segment per item of the model. ``--exclude-interacted`` leaves out users who already
 interacted with a segment's items (campaigns for new buyers). Sizes: ``--num-results N`` (25 by
 default, Personalize's) or ``--fraction P`` of all users. JSON lines carry ``usersList``.
+
+``--filter`` takes UserID filters (``INCLUDE UserID WHERE Users.MEMBERSHIP IN ("gold")``, or
+Interactions conditions: users with such an interaction with the segment's item); the users it
+rejects are left out before each segment's cut, so segments stay full when enough users pass.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from typing import Optional
 from pyspark.sql import DataFrame, functions as F
 
 from batchrec import catalogue, registry
-from batchrec.batch import inputs
+from batchrec.batch import eligibility, inputs
 from batchrec.batch.runner import BatchJob, JobContext, all_owner_requests, run_batch_job
 from batchrec.batch.shapes import QUERY, SEGMENT_ID, SEGMENTS
-from batchrec.columns import ITEM_ID
+from batchrec.columns import ITEM_ID, USER_ID
 from batchrec.errors import BatchrecError, DataError
+from batchrec.filters import ATTRIBUTE_SEGMENT, ITEM_SEGMENT
 from batchrec.scoring.attribute_query import attribute_segment_id
+from batchrec.scoring.pair_filter import segment_masks
 from batchrec.scoring.segments import segment_size
 
 # Segment jobs take bounded request files (Personalize: up to 500 queries per job); the distinct
@@ -37,12 +43,19 @@ def size_of(settings):
     return segment_size(settings.num_results, None)
 
 
+def _masks(context: JobContext):
+    """The ``--filter`` as the segment kernel's user masks (None without a filter)."""
+    if context.item_filter is None:
+        return None
+    return segment_masks(context.item_filter, context.requests.select(SEGMENT_ID), SEGMENT_ID)
+
+
 def _score_items(context: JobContext) -> DataFrame:
     model, settings = context.model, context.settings
     queries = context.requests.select(F.col(ITEM_ID).alias(SEGMENT_ID), ITEM_ID).distinct()
     segments = model.spec.scoring_module().users_for_items(
         model, queries, size_of(settings), context.seen,
-        context.settings.users_per_batch)
+        context.settings.users_per_batch, masks=_masks(context))
     return segments.withColumn(QUERY, F.col(SEGMENT_ID))
 
 
@@ -53,7 +66,7 @@ def _score_attributes(context: JobContext) -> DataFrame:
     texts = [r[QUERY] for r in queries.collect()]  # bounded by MAX_ATTRIBUTE_QUERIES
     segments = model.spec.scoring_module().users_for_attributes(
         model, context.item_attributes(), texts, size_of(settings), context.seen, settings.aggregation,
-        settings.users_per_batch)
+        settings.users_per_batch, masks=_masks(context))
     return segments.join(F.broadcast(queries), SEGMENT_ID)
 
 
@@ -95,6 +108,8 @@ def _job(kind: str) -> BatchJob:
         prepare_requests=_with_attribute_segment_ids if attributes
         else (lambda spark, requests: requests.withColumn(SEGMENT_ID, F.col(ITEM_ID))),
         count_label="segments",
+        filter_context=ATTRIBUTE_SEGMENT if attributes else ITEM_SEGMENT,
+        filter_candidates=lambda model, requests: model.artifact(catalogue.USER_MAP).select(USER_ID).distinct(),
     )
 
 
@@ -111,19 +126,26 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
         current: Optional[str] = None,
         input_path: Optional[str] = None,
         interactions: Optional[str] = None, items: Optional[str] = None, users: Optional[str] = None,
-        data_format: str = "auto") -> dict:
+        data_format: str = "auto", filter_expression: Optional[str] = None,
+        filter_values: Optional[str] = None, filter_name: Optional[str] = None) -> dict:
     """Segments for each requested item or attribute query; returns the run summary.
 
+    ``users`` (default: the users dataset recorded with the version) and ``interactions`` feed a
+    filter's Users and Interactions conditions.
+
     Raises:
-        UsageError: a bad size, or a model that cannot find users for items.
+        UsageError: a bad size or filter, or a model that cannot find users for items.
         JobError: unknown solution or version, missing or corrupt artifact files.
         DataError: unreadable input, or an input file without a single usable line.
     """
     ss = settings.segment
     size_of(ss)  # a bad size fails before any work
-    return run_batch_job(spark, _job(request_kind(spark, input_path)), settings, run_date,
+    job = _job(request_kind(spark, input_path))
+    job_filter = eligibility.job_filter_options(settings, job.filter_context, filter_expression,
+                                                filter_values, filter_name, input_path)
+    return run_batch_job(spark, job, settings, run_date,
                          solution=solution, version=version,
                          dynamodb_table=dynamodb_table, current=current, output=output, jsonl=jsonl,
                          input_path=input_path, interactions=interactions, items=items,
                          data_format=data_format, job_settings=ss, exclude_seen=ss.exclude_interacted,
-                         users_per_batch=ss.users_per_batch)
+                         users=users, users_per_batch=ss.users_per_batch, job_filter=job_filter)

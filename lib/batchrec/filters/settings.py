@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
 
 from batchrec.errors import ConfigError
 
@@ -23,11 +25,15 @@ class FilterSettings:
             pass it (reason ``popular``); False returns fewer items.
         max_collected_ids: the most IDs (allowed, denied and set rows together) brought to the
             driver for one scoring kernel; more is a JobError naming the filter.
+        named: filter expressions by name (``[filters.named]``), for ``--filter-name``: the
+            configuration keeps a team's filters in one reviewed place, as Personalize's filter
+            resources do.
     """
 
     interactions_per_event_type: int = DEFAULT_INTERACTIONS_PER_EVENT_TYPE
     backfill: bool = True
     max_collected_ids: int = DEFAULT_MAX_COLLECTED_IDS
+    named: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self):
         for name in ("interactions_per_event_type", "max_collected_ids"):

@@ -150,9 +150,10 @@ def _bonus(model: Model, matrix, settings, items, reference_time) -> DataFrame:
 
 
 def users_for_items(model: Model, queries: DataFrame, size, exclude: Optional[DataFrame],
-                    users_per_batch: int) -> DataFrame:
+                    users_per_batch: int, masks=None) -> DataFrame:
     """Item affinity: the top users per ``queries[segment_id, ITEM_ID]`` by dot product
-    (``batchrec.scoring.segments``); ``exclude`` pairs leave past interactors out.
+    (``batchrec.scoring.segments``); ``exclude`` pairs leave past interactors out, and ``masks``
+    (a UserID filter, ``batchrec.scoring.pair_filter.SegmentMasks``) the users it rejects.
 
     Returns:
         ``[segment_id, rank, USER_ID, score]``.
@@ -160,12 +161,14 @@ def users_for_items(model: Model, queries: DataFrame, size, exclude: Optional[Da
     from batchrec.scoring import segments
 
     return segments.item_affinity(model.artifacts, queries, size, exclude=exclude,
-                                  users_per_batch=users_per_batch)
+                                  users_per_batch=users_per_batch,
+                                  **(masks.kernel_args() if masks is not None else {}))
 
 
 def users_for_attributes(model: Model, items: DataFrame, texts, size, exclude: Optional[DataFrame],
-                         aggregation: str, users_per_batch: int) -> DataFrame:
-    """Item-attribute affinity: the top users per attribute query over the items it selects.
+                         aggregation: str, users_per_batch: int, masks=None) -> DataFrame:
+    """Item-attribute affinity: the top users per attribute query over the items it selects
+    (``masks`` as :func:`users_for_items`).
 
     Returns:
         ``[segment_id, rank, USER_ID, score]``.
@@ -173,4 +176,5 @@ def users_for_attributes(model: Model, items: DataFrame, texts, size, exclude: O
     from batchrec.scoring import segments
 
     return segments.item_attribute_affinity(model.artifacts, items, texts, size, exclude=exclude,
-                                            aggregation=aggregation, users_per_batch=users_per_batch)
+                                            aggregation=aggregation, users_per_batch=users_per_batch,
+                                            **(masks.kernel_args() if masks is not None else {}))

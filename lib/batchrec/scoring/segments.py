@@ -106,6 +106,8 @@ _ALLOWED = "_allowed"
 _SIGN = np.uint32(0x80000000)
 
 Artifacts = Mapping[str, DataFrame]
+# A user mask: one frame or several (see affinity_segments).
+Masks = Union[None, DataFrame, Sequence[DataFrame]]
 
 
 # --- sizes ---------------------------------------------------------------------------------------
@@ -159,8 +161,8 @@ def item_affinity(
     queries: Optional[DataFrame] = None,
     size: SegmentSize = SegmentSize(),
     exclude: Optional[DataFrame] = None,
-    allow_users: Optional[DataFrame] = None,
-    deny_users: Optional[DataFrame] = None,
+    allow_users: Masks = None,
+    deny_users: Masks = None,
     allow_segments: Optional[Sequence[str]] = None,
     users_per_batch: int = DEFAULT_USERS_PER_BATCH,
     max_candidates: int = MAX_CANDIDATES,
@@ -193,8 +195,8 @@ def item_attribute_affinity(
     queries: Sequence[Union[str, AttributeQuery]],
     size: SegmentSize = SegmentSize(),
     exclude: Optional[DataFrame] = None,
-    allow_users: Optional[DataFrame] = None,
-    deny_users: Optional[DataFrame] = None,
+    allow_users: Masks = None,
+    deny_users: Masks = None,
     allow_segments: Optional[Sequence[str]] = None,
     aggregation: str = DEFAULT_AGGREGATION,
     users_per_batch: int = DEFAULT_USERS_PER_BATCH,
@@ -254,8 +256,8 @@ def affinity_segments(
     segment_items: DataFrame,
     size: SegmentSize = SegmentSize(),
     exclude: Optional[DataFrame] = None,
-    allow_users: Optional[DataFrame] = None,
-    deny_users: Optional[DataFrame] = None,
+    allow_users: Masks = None,
+    deny_users: Masks = None,
     allow_segments: Optional[Sequence[str]] = None,
     aggregation: str = DEFAULT_AGGREGATION,
     users_per_batch: int = DEFAULT_USERS_PER_BATCH,
@@ -279,8 +281,10 @@ def affinity_segments(
             they interacted with.
         allow_users: ``[USER_ID]``: only these users are eligible; ``[segment_id, USER_ID]``: only
             a segment's own rows are eligible for it (for the segments in ``allow_segments``, all
-            by default: a segment without rows is then empty).
-        deny_users: ``[USER_ID]`` never eligible; ``[segment_id, USER_ID]`` not for that segment.
+            by default: a segment without rows is then empty). A sequence of frames applies each
+            (at most one per-segment frame).
+        deny_users: ``[USER_ID]`` never eligible; ``[segment_id, USER_ID]`` not for that segment; or
+            a sequence of such frames.
         allow_segments: the segments a per-segment ``allow_users`` restricts.
         aggregation: :data:`AGG_MEAN` or :data:`AGG_MAX`.
         users_per_batch: users per numpy block (fewer when a block would exceed 16M scores).
@@ -301,9 +305,14 @@ def affinity_segments(
         raise ValueError("users_per_batch must be at least 1 and max_candidates at least 0")
     _check_artifacts(artifacts)
     _check_columns(segment_items, (SEGMENT_ID, ITEM_ID), "segment_items")
-    for name, frame in (("exclude", exclude), ("allow_users", allow_users), ("deny_users", deny_users)):
-        if frame is not None:
-            _check_columns(frame, (USER_ID, ITEM_ID) if name == "exclude" else (USER_ID,), name)
+    allow_users, deny_users = _frames(allow_users), _frames(deny_users)
+    if exclude is not None:
+        _check_columns(exclude, (USER_ID, ITEM_ID), "exclude")
+    for name, frames in (("allow_users", allow_users), ("deny_users", deny_users)):
+        for frame in frames:
+            _check_columns(frame, (USER_ID,), name)
+    if sum(SEGMENT_ID in frame.columns for frame in allow_users) > 1:
+        raise UsageError("allow_users: at most one per-segment frame; union them")
     queries = collect_queries(artifacts, segment_items, aggregation)
     if queries.size == 0:
         return segment_items.sparkSession.createDataFrame([], OUTPUT_DDL)
@@ -402,9 +411,7 @@ def _with_masks(users: DataFrame, queries: QueryMatrix, segment_items: DataFrame
     if exclude is not None:
         touched = exclude.select(USER_ID, ITEM_ID).join(segment_items.select(SEGMENT_ID, ITEM_ID), ITEM_ID)
         excluded.append(touched.join(F.broadcast(index), SEGMENT_ID).select(USER_ID, _Q))
-    for name, frame in (("allow_users", allow_users), ("deny_users", deny_users)):
-        if frame is None:
-            continue
+    for name, frame in [("allow_users", f) for f in allow_users] + [("deny_users", f) for f in deny_users]:
         if SEGMENT_ID not in frame.columns:
             users = users.join(frame.select(USER_ID).distinct(), USER_ID,
                                "left_semi" if name == "allow_users" else "left_anti")
@@ -425,6 +432,13 @@ def _with_masks(users: DataFrame, queries: QueryMatrix, segment_items: DataFrame
             union = union.unionByName(other)
         users = users.join(union.groupBy(USER_ID).agg(F.collect_set(_Q).alias(_EXCLUDED)), USER_ID, "left")
     return users, restricted
+
+
+def _frames(given: Union[None, DataFrame, Sequence[DataFrame]]) -> list[DataFrame]:
+    """A mask argument as a list of frames (None: none)."""
+    if given is None:
+        return []
+    return [given] if isinstance(given, DataFrame) else list(given)
 
 
 def _check_columns(frame: DataFrame, wanted: Sequence[str], name: str) -> None:
