@@ -48,6 +48,9 @@ def spark(tmp_path_factory):
             "spark.sql.warehouse.dir": str(scratch / "warehouse"),
             "spark.local.dir": str(scratch / "local"),
             "spark.default.parallelism": "4",
+            # Delta rebuilds a table's snapshot with 50 tasks by default; the tests' tables have a
+            # handful of log files, and hundreds of reads each paid for 50 tiny tasks.
+            "spark.databricks.delta.snapshotPartitions": "2",
         },
     )
     session = get_spark(settings)

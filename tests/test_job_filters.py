@@ -189,3 +189,18 @@ def test_filter_values_without_a_filter_is_a_usage_error():
 
     with pytest.raises(UsageError, match="--filter-values without --filter"):
         job_filter_options(Settings(), RECOMMEND, None, '{"G": "\\"x\\""}')
+
+
+def test_dataset_options_no_job_or_filter_reads_are_warned_about(capsys):
+    from batchrec.cli import _check_filter
+
+    options = {"filter_expression": None, "filter_values": None, "filter_name": None, "input_path": "in.jsonl",
+               "interactions": "i.csv", "items": "items.csv", "users": "users.csv"}
+    _check_filter("RANK", options)(Settings())
+    err = capsys.readouterr().err
+    assert all(f"--{kind} {path} is not read" in err for kind, path in
+               (("interactions", "i.csv"), ("items", "items.csv"), ("users", "users.csv")))
+    options["filter_expression"] = 'EXCLUDE ItemID WHERE Items.GENRES IN ("Drama")'
+    _check_filter("RECOMMEND", options, ("interactions",))(Settings())
+    err = capsys.readouterr().err
+    assert "--users users.csv is not read" in err and "--items" not in err and "--interactions" not in err

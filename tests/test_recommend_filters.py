@@ -183,6 +183,38 @@ def test_few_items_pass_popular_backfill_passes_the_filter_too(spark):
     assert lists(False) == [("new", 1, "y", "popular"), ("u1", 1, "b", "model")]
 
 
+def test_trending_without_backfill_returns_only_trending_items_that_pass(spark):
+    """trending-now's list is its trending items then popular ones; with ``backfill = false`` a
+    filtered list keeps only the trending items that pass."""
+    from batchrec.columns import USER_ID
+    from batchrec.config import RecommendSettings
+    from batchrec.filters import FilterSettings
+    from batchrec.filters.compile import compile_filter
+    from batchrec.scoring import lists as list_scorer
+    from batchrec.scoring.model import Model
+
+    artifacts = {
+        "trending_items": spark.createDataFrame([("t1", 3.0, 1), ("t2", 2.0, 2), ("t3", 1.0, 3)],
+                                                "ITEM_ID string, score double, rank int"),
+        "popular_items": spark.createDataFrame([("p1", 9.0, 1), ("t1", 8.0, 2), ("p2", 7.0, 3)],
+                                               "ITEM_ID string, score double, rank int"),
+    }
+    items = spark.createDataFrame([("t1", "red"), ("t2", "blue"), ("t3", "red"), ("p1", "blue"), ("p2", "blue")],
+                                  "ITEM_ID string, CATEGORY string")
+    users = spark.createDataFrame([("u1",)], "USER_ID string")
+    elig = compile_filter(spark, 'EXCLUDE ItemID WHERE Items.CATEGORY IN ("red")', None, {"items": items},
+                          users, USER_ID)
+    model = Model.of("trending-now", artifacts)
+
+    def lists(backfill):
+        out = list_scorer.items_for_user(model, users, None, 3, RecommendSettings(), item_filter=elig,
+                                         filter_settings=FilterSettings(backfill=backfill))
+        return [(r["ITEM_ID"], r["reason"]) for r in sorted(out.collect(), key=lambda r: r["rank"])]
+
+    assert lists(True) == [("t2", "trending"), ("p1", "popular"), ("p2", "popular")]
+    assert lists(False) == [("t2", "trending")]
+
+
 def test_user_personalization_applies_the_filter_before_the_cut(spark, capsys, data, tmp_path):
     train(data, "user-personalization", "rank=3", "maxIter=3")
     _, lists, _ = recommend(capsys, spark, data, tmp_path / "shoes", "user-personalization", "--filter",

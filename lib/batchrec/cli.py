@@ -440,18 +440,21 @@ def _filter_options(context_name: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def _check_filter(context_name: str, kwargs: dict) -> Callable[[Any], None]:
+def _check_filter(context_name: str, kwargs: dict, reads: tuple[str, ...] = ()) -> Callable[[Any], None]:
     """The precheck of a job's filter options (syntax errors exit 2 before a JVM starts); warns
-    when ``--users`` is given but no filter reads it."""
+    about a dataset option (``--interactions``, ``--items``, ``--users``) that neither the job
+    (``reads``) nor its filter reads."""
     def check(settings) -> None:
         from batchrec import filters
         from batchrec.batch.eligibility import job_filter_options
 
         found = job_filter_options(settings, getattr(filters, context_name), kwargs["filter_expression"],
                                    kwargs["filter_values"], kwargs["filter_name"], kwargs["input_path"])
-        if kwargs.get("users") and (found is None or "users" not in found.kinds()):
-            click.echo(f"batchrec: warning: --users {kwargs['users']} is not read (only a --filter "
-                       "testing Users or CurrentUser fields reads it); ignored", err=True)
+        used = set(reads) | (found.kinds() if found is not None else set())
+        for kind in ("interactions", "items", "users"):
+            if kwargs.get(kind) and kind not in used:
+                click.echo(f"batchrec: warning: --{kind} {kwargs[kind]} is not read (no --filter "
+                           f"reads the {kind} dataset); ignored", err=True)
 
     return check
 
@@ -501,7 +504,8 @@ def recommend(num_results, exclude_seen, exclude_event_types, exploration_weight
         exclude_event_types=tuple(exclude_event_types) or None,
         exploration_weight=exploration_weight,
         exploration_item_age_cut_off=exploration_item_age_cut_off)}
-    _run_job("recommend", overrides, precheck=_check_filter("RECOMMEND", kwargs), **kwargs)
+    _run_job("recommend", overrides, precheck=_check_filter("RECOMMEND", kwargs, ("interactions", "items")),
+             **kwargs)
 
 
 @cli.command()
@@ -591,7 +595,7 @@ def segment(num_results, fraction, exclude_interacted, **kwargs) -> None:
         raise click.UsageError("--num-results and --fraction both given; choose one segment size")
     _run_job("segment", {"segment": _compact(num_results=num_results, fraction=fraction,
                                              exclude_interacted=exclude_interacted)},
-             precheck=_check_filter("ITEM_SEGMENT", kwargs), **kwargs)
+             precheck=_check_filter("ITEM_SEGMENT", kwargs, ("interactions", "items")), **kwargs)
 
 
 @cli.command()

@@ -25,19 +25,24 @@ from batchrec.scoring.recommend import from_list, ranked_list
 APPLIES_FILTERS = True
 
 
-def stored_list(model: Model) -> list[tuple[str, str]]:
-    """The model's combined ranked list ``[(ITEM_ID, reason), ...]``."""
-    return ranked_list(model.artifacts, model.spec.scorer_options["lists"])
+def stored_list(model: Model, backfill: bool = True) -> list[tuple[str, str]]:
+    """The model's combined ranked list ``[(ITEM_ID, reason), ...]``; without ``backfill``, only
+    the model's own list (trending-now's trending items, not the popular ones after them)."""
+    lists = model.spec.scorer_options["lists"]
+    return ranked_list(model.artifacts, lists if backfill else lists[:1])
 
 
 def items_for_user(model: Model, users: DataFrame, exclude: Optional[DataFrame], num_results: int,
                    settings: RecommendSettings, *, item_filter: Optional[Eligibility] = None,
                    filter_settings: FilterSettings = FilterSettings(), **_context) -> DataFrame:
     """The first ``num_results`` unseen items of the stored list, for each user; with
-    ``item_filter`` (keyed by ``USER_ID``), the first that pass it."""
+    ``item_filter`` (keyed by ``USER_ID``), the first that pass it, and with
+    ``filter_settings.backfill`` off only those of the model's own list (no popular items after
+    trending ones)."""
     collected = (collect_filter(item_filter, filter_settings.max_collected_ids)
                  if item_filter is not None else None)
-    return from_list(users, stored_list(model), exclude, settings.users_per_batch, 0, num_results,
+    backfill = item_filter is None or filter_settings.backfill
+    return from_list(users, stored_list(model, backfill), exclude, settings.users_per_batch, 0, num_results,
                      item_filter=item_filter, collected=collected)
 
 
