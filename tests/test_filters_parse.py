@@ -531,3 +531,19 @@ def test_parsing_does_not_import_spark():
             "print('pyspark' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("expression, events", [
+    ('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase", "Cart")', {"purchase", "Cart"}),
+    ('INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click") AND Interactions.EVENT_TYPE IN ("buy")',
+     {"click", "buy"}),
+    ('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE NOT IN ("click")', None),
+    ('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")', None),
+    ('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ($EVENTS)', None),
+])
+def test_only_positive_literal_event_lists_narrow_the_interactions_window(expression, events):
+    from batchrec.filters import nodes as N
+    from batchrec.filters.compile import _events_that_matter
+
+    leaves = list(N.leaves(parse_filter(expression).expressions[0].where))
+    assert _events_that_matter(leaves) == (frozenset(events) if events is not None else None)

@@ -302,11 +302,12 @@ class _Compiler:
     def _interaction_pairs(self, index: int, expr: N.Expression, applying: DataFrame) -> DataFrame:
         """``[key, set_id, ID, action]`` for the requests in ``applying``."""
         leaves = list(N.leaves(expr.where))
+        events = _events_that_matter(leaves)
         if self.target_items:
-            window = self._window(applying.select(USER_ID).distinct(), USER_ID)
+            window = self._window(applying.select(USER_ID).distinct(), USER_ID, events)
             rows = applying.join(window, USER_ID)
         else:
-            window = self._window(applying.select(ITEM_ID).distinct(), ITEM_ID)
+            window = self._window(applying.select(ITEM_ID).distinct(), ITEM_ID, events)
             rows = applying.join(window, ITEM_ID)
         flags = [F.max(P.event_condition(c.operator, F.col(_EVENT), self._listed(c)).cast("int"))
                  .alias(f"_l{j}") for j, c in enumerate(leaves)]
@@ -317,10 +318,15 @@ class _Compiler:
                                            F.lit(index).cast("long").alias(SET_ID), self.id_column,
                                            F.lit(_ACTIONS[expr.action]).alias(ACTION))
 
-    def _window(self, wanted: DataFrame, by: str) -> DataFrame:
+    def _window(self, wanted: DataFrame, by: str, events: Optional[frozenset] = None) -> DataFrame:
         """The latest N interactions per user per event type, of the users in ``wanted`` (by user) or
-        of the users who interacted with the items in ``wanted`` (by item)."""
+        of the users who interacted with the items in ``wanted`` (by item); only the event types in
+        ``events`` (compared case-insensitively) when given."""
         interactions = self._dataset(INTERACTIONS_KIND)
+        if events is not None:
+            # lower() on both sides in Spark, exactly as the conditions compare (predicates.event_condition)
+            interactions = interactions.where(
+                F.lower(F.col(EVENT_TYPE)).isin(*[F.lower(F.lit(e)) for e in sorted(events)]))
         if by == ITEM_ID:
             users = interactions.join(wanted, ITEM_ID, "left_semi").select(USER_ID).distinct()
             interactions = interactions.join(users, USER_ID, "left_semi")
@@ -409,6 +415,25 @@ class _Compiler:
                 elif isinstance(value, N.FieldValue):
                     names.setdefault(f"_c_{value.field}", None)
         return list(names)
+
+
+def _events_that_matter(leaves: list) -> Optional[frozenset]:
+    """The event types an Interactions WHERE can be satisfied by (as written), or None for all.
+
+    When every condition is ``EVENT_TYPE IN (literal, ...)`` without ``"*"``, an item qualifies only
+    through interactions of the listed types, and the window is per event type, so the other types'
+    rows can be dropped before the window without changing the result. ``NOT IN``, placeholders
+    and ``"*"`` need every row.
+    """
+    found: set[str] = set()
+    for cond in leaves:
+        if cond.operator != N.IN or not all(isinstance(v, N.Literal) for v in cond.values):
+            return None
+        texts = {v.text for v in cond.values}
+        if N.ALL_EVENT_TYPES in texts:
+            return None
+        found |= texts
+    return frozenset(found)
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
