@@ -188,7 +188,7 @@ def test_filter_values_without_a_filter_is_a_usage_error():
     from batchrec.filters import RECOMMEND
 
     with pytest.raises(UsageError, match="--filter-values without --filter"):
-        job_filter_options(Settings(), RECOMMEND, None, '{"G": "\\"x\\""}')
+        job_filter_options(Settings().filters, RECOMMEND, None, '{"G": "\\"x\\""}')
 
 
 def test_dataset_options_no_job_or_filter_reads_are_warned_about(capsys):

@@ -448,7 +448,7 @@ def _check_filter(context_name: str, kwargs: dict, reads: tuple[str, ...] = ()) 
         from batchrec import filters
         from batchrec.batch.eligibility import job_filter_options
 
-        found = job_filter_options(settings, getattr(filters, context_name), kwargs["filter_expression"],
+        found = job_filter_options(settings.filters, getattr(filters, context_name), kwargs["filter_expression"],
                                    kwargs["filter_values"], kwargs["filter_name"], kwargs["input_path"])
         used = set(reads) | (found.kinds() if found is not None else set())
         for kind in ("interactions", "items", "users"):

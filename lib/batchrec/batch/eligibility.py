@@ -137,11 +137,11 @@ def parse_job_filter(expression: str, values: Optional[str], settings: FilterSet
     return JobFilter(expression, filt, values, settings, context)
 
 
-def job_filter_options(settings, context, expression: Optional[str], values: Optional[str],
+def job_filter_options(settings: FilterSettings, context, expression: Optional[str], values: Optional[str],
                        name: Optional[str] = None, input_path: Optional[str] = None) -> Optional[JobFilter]:
     """A batch job's ``--filter``/``--filter-name``/``--filter-values``, checked without Spark.
 
-    ``--filter-name N`` is the expression ``[filters.named] N`` of the configuration.
+    ``settings`` is the ``[filters]`` section; ``--filter-name N`` is its ``named`` expression N.
 
     Returns:
         The :class:`JobFilter`, or None without a filter.
@@ -157,7 +157,7 @@ def job_filter_options(settings, context, expression: Optional[str], values: Opt
     if name is not None:
         if expression is not None:
             raise UsageError("--filter and --filter-name both given; give one of them")
-        named = settings.filters.named
+        named = settings.named
         if name not in named:
             known = ", ".join(sorted(named)) or "none are configured"
             raise UsageError(f"--filter-name {name!r}: no such filter in [filters.named] ({known})")
@@ -166,7 +166,7 @@ def job_filter_options(settings, context, expression: Optional[str], values: Opt
         if values is not None:
             raise UsageError("--filter-values without --filter; give the filter expression too")
         return None
-    return parse_job_filter(expression, values, settings.filters, context, per_line=input_path is not None)
+    return parse_job_filter(expression, values, settings, context, per_line=input_path is not None)
 
 
 def datasets_needed(filt) -> set[str]:

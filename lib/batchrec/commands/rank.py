@@ -83,7 +83,7 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
         DataError: the input cannot be read or has no usable line.
     """
     rs = settings.recommend
-    job_filter = eligibility.job_filter_options(settings, JOB.filter_context, filter_expression,
+    job_filter = eligibility.job_filter_options(settings.filters, JOB.filter_context, filter_expression,
                                                 filter_values, filter_name, input_path)
     return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
                          dynamodb_table=dynamodb_table, current=current,

@@ -77,7 +77,7 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     rs = settings.recommend
     check_num_results(rs.num_results)
     exploration.check_exploration(rs.exploration_weight, rs.exploration_item_age_cut_off)
-    job_filter = eligibility.job_filter_options(settings, JOB.filter_context, filter_expression,
+    job_filter = eligibility.job_filter_options(settings.filters, JOB.filter_context, filter_expression,
                                                 filter_values, filter_name, input_path)
     return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
                          dynamodb_table=dynamodb_table, current=current,

@@ -141,7 +141,7 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     ss = settings.segment
     size_of(ss)  # a bad size fails before any work
     job = _job(request_kind(spark, input_path))
-    job_filter = eligibility.job_filter_options(settings, job.filter_context, filter_expression,
+    job_filter = eligibility.job_filter_options(settings.filters, job.filter_context, filter_expression,
                                                 filter_values, filter_name, input_path)
     return run_batch_job(spark, job, settings, run_date,
                          solution=solution, version=version,
