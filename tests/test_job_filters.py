@@ -144,6 +144,20 @@ def test_segment_user_filters_apply_before_the_cut_with_per_line_values(spark, t
     assert summary["filter"] == "INCLUDE UserID WHERE Users.TIER IN ($TIER)"
 
 
+def test_segment_include_sets_shared_by_every_segment_union_with_per_line_ones(spark, tmp_path, als):
+    settings = dataclasses.replace(Settings(), segment=SegmentSettings(num_results=2))
+    source = tmp_path / "segments.jsonl"
+    source.write_text('{"itemId": "c", "filterValues": {"TIER": "\\"silver\\""}}\n'
+                      '{"itemId": "a", "filterValues": {"TIER": "\\"bronze\\""}}\n')
+    out = tmp_path / "union"
+    segment.run(spark, settings, RUN_DATE, solution=als["solution"], output=str(out), input_path=str(source),
+                filter_expression='INCLUDE UserID WHERE Users.TIER IN ("gold") | '
+                                  'INCLUDE UserID WHERE Users.TIER IN ($TIER)')
+    # c = [0, 2], gold or silver (u1, u2, u3): u2 and u3 tie at 2.0; a = [1, 0], gold or bronze
+    # (u1, u3, u4): u4 2.0, then u1 and u3 tie at 1.0.
+    assert read(spark, out, "segment_id", "user_id") == {"a": ["u4", "u1"], "c": ["u2", "u3"]}
+
+
 def test_segment_refuses_item_filters_before_spark_work(spark, tmp_path, als):
     with pytest.raises(FilterError, match="UserID"):
         segment.run(spark, Settings(), RUN_DATE, solution=als["solution"], output=str(tmp_path / "o"),

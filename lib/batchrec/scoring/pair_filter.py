@@ -59,15 +59,18 @@ def _ids(frame: DataFrame, column: str, ident: str) -> DataFrame:
     return frame.select(F.col(column).alias(ident)).distinct()
 
 
-def _applicable(eligibility: Eligibility, keys: DataFrame, key: str) -> DataFrame:
-    """``[key, set_id, action]``: the sets that apply to each of ``keys`` (membership and common)."""
+def _applicable(eligibility: Eligibility, keys: DataFrame, key: str,
+                common: Optional[tuple] = None) -> DataFrame:
+    """``[key, set_id, action]``: the sets that apply to each of ``keys`` (membership, and the
+    common sets: ``eligibility.common`` unless ``common`` is given)."""
+    common = eligibility.common if common is None else common
     frames = []
     if eligibility.membership is not None:
         frames.append(eligibility.membership.select(F.col(eligibility.key).alias(key), SET_ID, ACTION)
                       .join(keys, key, "left_semi"))
-    if eligibility.common:
-        common = keys.sparkSession.createDataFrame(list(eligibility.common), f"{SET_ID} long, {ACTION} string")
-        frames.append(keys.crossJoin(F.broadcast(common)))
+    if common:
+        rows = keys.sparkSession.createDataFrame(list(common), f"{SET_ID} long, {ACTION} string")
+        frames.append(keys.crossJoin(F.broadcast(rows)))
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
@@ -143,19 +146,21 @@ def segment_masks(eligibility: Eligibility, segments: DataFrame, segment_column:
     common_include = [s for s, action in eligibility.common if action == INCLUDE]
     common_exclude = [s for s, action in eligibility.common if action == EXCLUDE]
     sets = eligibility.sets
+    # Common sets become global lists where they can: an exclude set always (its members are denied
+    # to every segment), the include sets when nothing else restricts a segment (every segment is
+    # then limited to the same union). Interactions sets have pairs, not set rows, and stay.
+    folded: set[int] = set()
     if sets is not None and common_exclude:
         deny.append(sets.where(F.col(SET_ID).isin(common_exclude)).select(ident).distinct())
-    member_include = (eligibility.membership.where(F.col(ACTION) == INCLUDE).select(F.col(eligibility.key).alias(key))
-                      if members else None)
-    if common_include and member_include is None and eligibility.pairs is None and sets is not None:
-        # Every segment is restricted to the same union: a global limit.
+        folded |= set(common_exclude)
+    if common_include and not members and eligibility.pairs is None and sets is not None:
         allow.append(sets.where(F.col(SET_ID).isin(common_include)).select(ident).distinct())
-        common_include = []
+        folded |= set(common_include)
+    common = tuple((s, a) for s, a in eligibility.common if s not in folded)
     per_allow, per_deny = [], []
-    applicable = _applicable(eligibility, keys, key) if members or eligibility.common else None
+    applicable = _applicable(eligibility, keys, key, common) if members or common else None
     if applicable is not None and sets is not None:
-        expanded = (applicable.where(~F.col(SET_ID).isin(common_exclude) if common_exclude else F.lit(True))
-                    .join(sets.select(SET_ID, ident), SET_ID))
+        expanded = applicable.join(sets.select(SET_ID, ident), SET_ID)
         per_allow.append(expanded.where(F.col(ACTION) == INCLUDE).select(key, ident))
         per_deny.append(expanded.where(F.col(ACTION) == EXCLUDE).select(key, ident))
     if eligibility.pairs is not None:
