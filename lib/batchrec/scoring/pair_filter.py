@@ -17,6 +17,7 @@ and in none of its exclude sets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
 from typing import Optional
 
 from pyspark.sql import DataFrame, functions as F
@@ -71,10 +72,7 @@ def _applicable(eligibility: Eligibility, keys: DataFrame, key: str,
     if common:
         rows = keys.sparkSession.createDataFrame(list(common), f"{SET_ID} long, {ACTION} string")
         frames.append(keys.crossJoin(F.broadcast(rows)))
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
+    return _union(frames)
 
 
 def _hits(pairs: DataFrame, eligibility: Eligibility, key: str, ident: str) -> tuple[DataFrame, DataFrame]:
@@ -94,10 +92,7 @@ def _hits(pairs: DataFrame, eligibility: Eligibility, key: str, ident: str) -> t
         frames.append(own.join(pairs, [key, ident], "left_semi"))
     if not frames:
         return pairs.select(key, ident, F.lit(None).cast("string").alias(ACTION)).limit(0), applicable
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out, applicable
+    return _union(frames), applicable
 
 
 @dataclass(frozen=True)
@@ -177,7 +172,4 @@ def segment_masks(eligibility: Eligibility, segments: DataFrame, segment_column:
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
+    return reduce(DataFrame.unionByName, frames)
