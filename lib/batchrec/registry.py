@@ -29,8 +29,9 @@ import datetime as dt
 import json
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 from pyspark.sql import DataFrame
 
@@ -59,6 +60,11 @@ ITEM_STATS = catalogue.ITEM_STATS
 SEEN_ITEMS = catalogue.SEEN_ITEMS
 # Small artifacts are written as one file: fewer objects to list and check on object stores.
 _SINGLE_FILE = {POPULAR_ITEMS, TRENDING_ITEMS}
+# Artifacts are written and verified concurrently, each its own Spark jobs: most are small, so a
+# sequential save or load is mostly per-job latency (planning, scheduling, listing), not work.
+ARTIFACT_THREADS = 4
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -93,20 +99,22 @@ def save_version(spark, solution: str, model, metadata: dict) -> SolutionVersion
     created = dt.datetime.now(dt.timezone.utc)
     version = new_version_id(created)
     path = join(solution, VERSIONS_DIR, version)
-    artifacts = {}
-    for name in sorted(model.artifacts):
+
+    def write(name: str) -> dict:
         df = model.artifacts[name]
         _check_schema(name, df)
         target = join(path, ARTIFACTS_DIR, name)
         (df.coalesce(1) if name in _SINGLE_FILE else df).write.mode("errorifexists").parquet(target)
         written = spark.read.parquet(target)
         content = file_digests(written)
-        artifacts[name] = {
+        return {
             "schema": written.schema.simpleString(),
             "rows": sum(rows for rows, _ in content.values()),
             "files": {f: size for f, size in list_files(spark, target).items() if f.endswith(".parquet")},
             "content": {f: {"rows": rows, "digest": digest} for f, (rows, digest) in content.items()},
         }
+
+    artifacts = _each_artifact(sorted(model.artifacts), write)
     full = {
         **metadata,
         "version": version,
@@ -459,6 +467,19 @@ def _verify_content(df: DataFrame, version: SolutionVersion, name: str, target: 
 
 
 def load_artifacts(spark, version: SolutionVersion, verify: bool = True) -> dict[str, DataFrame]:
-    """Every artifact of ``version`` by name (see :func:`read_artifact`)."""
-    return {name: read_artifact(spark, version, name, verify)
-            for name in sorted(version.metadata.get("artifacts", {}))}
+    """Every artifact of ``version`` by name (see :func:`read_artifact`), verified concurrently."""
+    return _each_artifact(sorted(version.metadata.get("artifacts", {})),
+                          lambda name: read_artifact(spark, version, name, verify))
+
+
+def _each_artifact(names: Sequence[str], work: Callable[[str], _T]) -> dict[str, _T]:
+    """``{name: work(name)}`` with up to :data:`ARTIFACT_THREADS` artifacts at a time.
+
+    Every call finishes before this returns; when several fail, the error of the first name in
+    ``names`` order is raised, so the message does not depend on thread timing.
+    """
+    if len(names) <= 1:
+        return {name: work(name) for name in names}
+    with ThreadPoolExecutor(max_workers=ARTIFACT_THREADS, thread_name_prefix="artifact") as pool:
+        futures = {name: pool.submit(work, name) for name in names}
+    return {name: future.result() for name, future in futures.items()}
