@@ -384,6 +384,55 @@ def test_ease_keeps_the_most_frequent_items_up_to_max_items(spark, frame, rows):
     model.release()
 
 
+
+def rank_requests(spark, lines):
+    """``[_position, USER_ID, itemList]`` request rows, one per (user, item list) line."""
+    from batchrec.batch import inputs
+
+    return spark.createDataFrame([(p, u, items) for p, (u, items) in enumerate(lines)],
+                                 f"{inputs.POSITION} long, {USER_ID} string, {inputs.ITEM_LIST} array<string>")
+
+
+def ranked_by_line(df):
+    from batchrec.batch import inputs
+
+    out = defaultdict(list)
+    for r in df.collect():
+        out[r[inputs.POSITION]].append((r["rank"], r[ITEM_ID], r["score"], r["reason"]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_ease_ranks_item_lists_like_numpy(spark, frame, rows):
+    """rank for ease: listed model items by history · B (seen ones included: ranking excludes
+    nothing), ties by item ID, items the model lacks last in input order, and a user without history
+    gets the popular order."""
+    from batchrec.scoring.ranking import rank_lists
+
+    model = train(spark, "ease", frame, make_settings(), {"regularization": 5.0})
+    users = user_sets(rows)
+    item_ids = sorted({i for items in users.values() for i in items})
+    user_ids = sorted(users)
+    x = np.array([[1.0 if i in users[u] else 0.0 for i in item_ids] for u in user_ids])
+    scores = x @ ease_reference(x, 5.0)
+    listed = ["i07", "zz", "i01", "i03", "i10", "i00", "yy"]
+    lines = [(u, listed) for u in user_ids[:6]] + [("nobody", listed)]
+    got = ranked_by_line(rank_lists("ease", model.artifacts, rank_requests(spark, lines), users_per_batch=3))
+    for p, (u, items) in enumerate(lines):
+        if u == "nobody":
+            popular = popular_reference(users)
+            known = sorted((i for i in items if i in popular), key=popular.index)
+            expected = [(r + 1, i, None, "popular") for r, i in enumerate(known)]
+        else:
+            row = scores[user_ids.index(u)]
+            known = sorted((-row[item_ids.index(i)], i) for i in items if i in item_ids)
+            expected = [(r + 1, i, -s, "model") for r, (s, i) in enumerate(known)]
+        expected += [(len(expected) + r + 1, i, None, "unscored")
+                     for r, i in enumerate(i for i in items if i not in item_ids)]
+        assert_lists_equal({p: got[p]}, {p: expected})
+        assert [r[3] for r in got[p]] == [r[3] for r in expected]
+    model.release()
+
+
 # ---------------------------------------------------------------- sar
 
 SAR_T = 1000 * DAY
@@ -420,6 +469,23 @@ def test_sar_scores_match_a_hand_computation(spark, similarity, expected):
     got = lists_of(recommend_for_users(spark, "sar", model.artifacts, requested,
                                        interactions.select(USER_ID, ITEM_ID), 3, RECOMMEND), USER_ID, ITEM_ID)
     assert_lists_equal(got, expected)
+    model.release()
+
+
+def test_sar_ranks_item_lists_by_the_hand_computed_scores(spark):
+    from batchrec.scoring.ranking import rank_lists
+
+    interactions = spark.createDataFrame(SAR_ROWS, SCHEMA)
+    params = {"similarity": "jaccard", "time_decay_half_life_days": 30.0}
+    model = train(spark, "sar", interactions, make_settings(), params)
+    lines = [("u2", ["D", "A", "B", "Q"]), ("u9", ["D", "A", "B", "Q"])]
+    got = ranked_by_line(rank_lists("sar", model.artifacts, rank_requests(spark, lines)))
+    # u2: A 1, C 1 (jaccard as above): B = 1/3 + 1/4, D = 1/3, A = S_CA = 1/4 (no self-similarity).
+    assert got[0] == [(1, "B", pytest.approx(1 / 3 + 1 / 4), "model"), (2, "D", pytest.approx(1 / 3), "model"),
+                      (3, "A", pytest.approx(1 / 4), "model"), (4, "Q", None, "unscored")]
+    # u9 is unknown: the popular order (C 3, A 2, B 2, D 1 users), then the unknown item.
+    assert got[1] == [(1, "A", None, "popular"), (2, "B", None, "popular"), (3, "D", None, "popular"),
+                      (4, "Q", None, "unscored")]
     model.release()
 
 

@@ -58,6 +58,12 @@ COMMON_ARTIFACTS: Mapping[str, str] = types.MappingProxyType({
 })
 FACTOR_SCHEMAS = {USER_FACTORS: "user_idx int, features array<float>",
                   ITEM_FACTORS: "item_idx int, features array<float>"}
+# The item-based recipes (ease, sar): each user's weighted history, and EASE's dense weights B (one
+# row of model-item weights per model item).
+USER_HISTORY = "user_history"
+USER_HISTORY_SCHEMA = "user_idx int, item_idx int, value float"
+ITEM_WEIGHTS = "item_weights"
+ITEM_WEIGHTS_SCHEMA = "item_idx int, weights array<float>"
 
 
 @dataclass(frozen=True)
@@ -393,7 +399,8 @@ register(RecipeSpec(
         **_caps(0.0, 1.0, 0.0, 1.0),
     },
     search_space={"regularization": (25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)},
-    answers=frozenset({ITEMS_FOR_USER, SCORED}),
+    artifacts={ITEM_WEIGHTS: ITEM_WEIGHTS_SCHEMA, USER_HISTORY: USER_HISTORY_SCHEMA},
+    answers=frozenset({ITEMS_FOR_USER, RANKS_ITEMS, SCORED}),
     scorer="batchrec.scoring.item_based",
     scorer_options={"kind": "ease"},
     rules=(_caps_ordered,),
@@ -413,7 +420,8 @@ register(RecipeSpec(
     },
     search_space={"similarity": ("jaccard", "lift"),
                   "time_decay_half_life_days": (0.0, 7.0, 30.0, 90.0, 365.0)},
-    answers=frozenset({ITEMS_FOR_USER, SCORED}),
+    artifacts={ITEM_NEIGHBOURS: ITEM_NEIGHBOURS_SCHEMA, USER_HISTORY: USER_HISTORY_SCHEMA},
+    answers=frozenset({ITEMS_FOR_USER, RANKS_ITEMS, SCORED}),
     scorer="batchrec.scoring.item_based",
     scorer_options={"kind": "sar"},
     rules=(_caps_ordered,),

@@ -53,6 +53,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from batchrec import catalogue
 from batchrec.columns import CONFIDENCE, ITEM_ID, ITEM_IDX, NEIGHBOUR_ID, TIMESTAMP, USER_ID, USER_IDX
 from batchrec.datasets.prepare import PERCENTILE_ACCURACY
 from batchrec.errors import UsageError
@@ -87,8 +88,8 @@ ITEM_NEIGHBOURS = "item_neighbours"
 ITEM_NEIGHBOURS_SCHEMA = f"{ITEM_ID} string, {RANK} int, {NEIGHBOUR_ID} string, {SCORE} double"
 MAX_NEIGHBOURS = 1000
 # What ease and sar score a user's history with: [user_idx int, item_idx int, value float].
-USER_HISTORY = "user_history"
-USER_HISTORY_SCHEMA = f"{USER_IDX} int, {ITEM_IDX} int, {VALUE} float"
+USER_HISTORY = catalogue.USER_HISTORY
+USER_HISTORY_SCHEMA = catalogue.USER_HISTORY_SCHEMA
 
 
 @dataclass(frozen=True)

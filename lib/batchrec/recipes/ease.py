@@ -30,7 +30,7 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batchrec import logs
+from batchrec import catalogue, logs
 from batchrec.columns import ITEM_IDX, USER_ID, USER_IDX
 from batchrec.errors import JobError
 from batchrec.recipes import cooccurrence as cooc
@@ -38,10 +38,10 @@ from batchrec.recipes import cooccurrence as cooc
 log = logging.getLogger(__name__)
 
 RECIPE = "ease"
-ITEM_WEIGHTS = "item_weights"
+ITEM_WEIGHTS = catalogue.ITEM_WEIGHTS
 USER_HISTORY = cooc.USER_HISTORY
 WEIGHTS = "weights"
-ITEM_WEIGHTS_SCHEMA = f"{ITEM_IDX} int, {WEIGHTS} array<float>"
+ITEM_WEIGHTS_SCHEMA = catalogue.ITEM_WEIGHTS_SCHEMA
 # Rows of the symmetric inverse mirrored at a time (bounds the temporary index arrays).
 _MIRROR_BLOCK = 1024
 # Bytes of weights per Arrow batch (= Spark partition) of the item_weights artifact.

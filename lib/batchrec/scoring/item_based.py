@@ -136,11 +136,7 @@ def recommend_item_based(spark, recipe: str, artifacts: Mapping[str, DataFrame],
     """
     model = load_item_model(recipe, artifacts)
     item_map = _artifact(artifacts, ITEM_MAP).select(ITEM_ID, ITEM_IDX)
-    user_map = _artifact(artifacts, USER_MAP).select(USER_ID, USER_IDX)
-    history = (_artifact(artifacts, USER_HISTORY).groupBy(USER_IDX)
-               .agg(F.collect_list(F.struct(F.col(ITEM_IDX).cast("int").alias(ITEM_IDX),
-                                            F.col(VALUE).cast("float").alias(VALUE))).alias(HISTORY)))
-    frame = users.select(USER_ID).join(user_map, USER_ID, "left").join(history, USER_IDX, "left")
+    frame = with_history(artifacts, users.select(USER_ID))
     if exclude is not None:
         seen = (exclude.join(users.select(USER_ID), USER_ID, "left_semi").join(item_map, ITEM_ID)
                 .groupBy(USER_ID).agg(F.collect_set(F.col(ITEM_IDX).cast("int")).alias(SEEN)))
@@ -148,6 +144,97 @@ def recommend_item_based(spark, recipe: str, artifacts: Mapping[str, DataFrame],
     else:
         frame = frame.withColumn(SEEN, F.lit(None).cast("array<int>"))
     return score_users(frame.select(USER_ID, HISTORY, SEEN), model, num_results, users_per_batch)
+
+
+def with_history(artifacts: Mapping[str, DataFrame], frame: DataFrame) -> DataFrame:
+    """``frame`` (with ``USER_ID``) plus each user's stored history ``array<struct<item_idx, value>>``
+    (null for users the model does not know)."""
+    user_map = _artifact(artifacts, USER_MAP).select(USER_ID, USER_IDX)
+    history = (_artifact(artifacts, USER_HISTORY).groupBy(USER_IDX)
+               .agg(F.collect_list(F.struct(F.col(ITEM_IDX).cast("int").alias(ITEM_IDX),
+                                            F.col(VALUE).cast("float").alias(VALUE))).alias(HISTORY)))
+    return frame.join(user_map, USER_ID, "left").join(history, USER_IDX, "left")
+
+
+def rank_items(model, requests: DataFrame, users_per_batch: int) -> DataFrame:
+    """``batchrec rank`` for ease and sar: each request's ``itemList`` ordered by the user's scores
+    ``x_u · W`` (only the listed items' columns of W are used); users without a stored history get
+    the popular list's order, as ``batchrec.scoring.factors.rank_items`` gives unknown users.
+
+    Args:
+        model: a :class:`batchrec.scoring.model.Model` of an ease or sar version.
+        requests: ``[_position, USER_ID, itemList]``.
+        users_per_batch: request rows per scoring block.
+
+    Returns:
+        ``[_position, USER_ID, rank, ITEM_ID, score, reason]`` (see ``batchrec.scoring.ranking``).
+    """
+    import pandas as pd
+
+    from batchrec.batch import inputs
+    from batchrec.scoring import ranking
+    from batchrec.scoring.recommend import popular_fallback
+
+    item_model = load_item_model(model.spec.scorer_options["kind"], model.artifacts)
+    known = np.flatnonzero(np.array([i is not None for i in item_model.item_ids], dtype=bool))
+    n_index = len(item_model.item_ids)
+    position = np.full(n_index, -1, dtype=np.int64)
+    inside = item_model.model_idx < n_index
+    position[item_model.model_idx[inside]] = np.flatnonzero(inside)
+    fallback = popular_fallback(model.artifacts)
+    frame = with_history(model.artifacts, requests.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST))
+    payload = requests.sparkSession.sparkContext.broadcast(
+        (item_model, item_model.item_ids[known], known, position,
+         np.array([i for i, _ in fallback], dtype=object), np.array([r for _, r in fallback], dtype=object)))
+
+    def rank(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        weights, ids, idx_of, pos_of, list_ids, list_reasons = payload.value
+        id_index, list_index = pd.Index(ids), pd.Index(list_ids)
+        for batch in batches:
+            for start in range(0, batch.num_rows, users_per_batch):
+                block = batch.slice(start, users_per_batch)
+                if block.num_rows:
+                    yield _rank_block(block, weights, id_index, idx_of, pos_of, list_index, list_reasons)
+
+    return frame.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST, HISTORY).mapInArrow(rank, ranking.OUTPUT_DDL)
+
+
+def _rank_block(block: pa.RecordBatch, model: ItemModel, id_index, idx_of: np.ndarray, pos_of: np.ndarray,
+                list_index, list_reasons) -> pa.RecordBatch:
+    """Rank one block ``[_position, USER_ID, itemList, history]``: the scores of the listed model
+    items are ``x[request] · W[:, item]``, computed for the block's distinct listed items only."""
+    from batchrec.scoring import ranking
+
+    parent, names = ranking.listed_items(block)
+    x = _histories(block.column(3), pos_of, model.size)
+    has_history = np.diff(x.indptr) > 0
+    known_user = has_history[parent] if len(parent) else np.zeros(0, bool)
+    found = id_index.get_indexer(names) if len(id_index) else np.full(len(names), -1)
+    item_pos = np.where(found >= 0, pos_of[idx_of[np.maximum(found, 0)]] if len(idx_of) else -1, -1)
+    scored = known_user & (item_pos >= 0)
+    scores = np.full(len(names), np.nan)
+    if scored.any():
+        columns, column_of = np.unique(item_pos[scored], return_inverse=True)
+        if model.dense is not None:
+            block_scores = np.asarray(x @ model.dense[:, columns], dtype=np.float32)
+        else:
+            block_scores = (x @ model.sparse[:, columns]).toarray().astype(np.float32)
+        scores[scored] = block_scores[parent[scored], column_of]
+    tie = np.unique(names.astype(str), return_inverse=True)[1]  # item ID order on equal scores
+    return ranking.order_block(block, parent, names, scores, scored, known_user, tie, list_index, list_reasons)
+
+
+def _histories(column: pa.Array, pos_of: np.ndarray, m: int):
+    """The block's histories as a sparse float32 (rows x model items) matrix; items outside the
+    model are left out."""
+    import scipy.sparse as sp
+
+    h_rows, h_flat = _pairs(column)
+    h_items = h_flat.field(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    h_values = h_flat.field(1).to_numpy(zero_copy_only=False).astype(np.float32)
+    h_pos = np.where((h_items >= 0) & (h_items < len(pos_of)), pos_of[np.clip(h_items, 0, len(pos_of) - 1)], -1)
+    ok = h_pos >= 0
+    return sp.csr_matrix((h_values[ok], (h_rows[ok], h_pos[ok])), shape=(len(column), m), dtype=np.float32)
 
 
 def score_users(frame: DataFrame, model: ItemModel, k: int,
@@ -193,12 +280,7 @@ def _score_block(block: pa.RecordBatch, model: ItemModel, pos_of: np.ndarray, po
     import scipy.sparse as sp
 
     b, m = block.num_rows, model.size
-    h_rows, h_flat = _pairs(block.column(1))
-    h_items = h_flat.field(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    h_values = h_flat.field(1).to_numpy(zero_copy_only=False).astype(np.float32)
-    h_pos = np.where((h_items >= 0) & (h_items < len(pos_of)), pos_of[np.clip(h_items, 0, len(pos_of) - 1)], -1)
-    ok = h_pos >= 0
-    x = sp.csr_matrix((h_values[ok], (h_rows[ok], h_pos[ok])), shape=(b, m), dtype=np.float32)
+    x = _histories(block.column(1), pos_of, m)
     if model.dense is not None:
         neg = -np.asarray(x @ model.dense, dtype=np.float32)
         neg[np.diff(x.indptr) == 0] = np.inf  # no history: nothing to score

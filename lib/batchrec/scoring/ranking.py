@@ -74,16 +74,10 @@ def rank_requests(requests: DataFrame, matrix: Optional[topk.ItemMatrix],
 def rank_block(block: pa.RecordBatch, vectors: np.ndarray, indexes, list_reasons) -> pa.RecordBatch:
     """Rank one Arrow block of requests ``[_position, USER_ID, itemList, features]``."""
     model_index, list_index = indexes
-    item_list = block.column(2)
-    parent = pc.list_parent_indices(item_list).to_numpy()
-    listed = item_list.flatten()
-    names = listed.to_numpy(zero_copy_only=False)
+    parent, names = listed_items(block)
     features = block.column(3)
     known_user = features.is_valid().to_numpy(zero_copy_only=False)[parent] if len(parent) else np.zeros(0, bool)
     model_pos = model_index.get_indexer(names) if len(model_index) else np.full(len(names), -1)
-    list_pos = list_index.get_indexer(names) if len(list_index) else np.full(len(names), -1)
-    order_in_input = np.arange(len(names))
-
     scored = known_user & (model_pos >= 0)
     scores = np.full(len(names), np.nan)
     if scored.any():
@@ -93,10 +87,29 @@ def rank_block(block: pa.RecordBatch, vectors: np.ndarray, indexes, list_reasons
         flat = pc.list_flatten(features.take(pa.array(valid_rows))).to_numpy(zero_copy_only=False)
         user_rows[valid_rows] = flat.reshape(len(valid_rows), rank_dim)
         scores[scored] = np.einsum("ij,ij->i", user_rows[parent[scored]], vectors[model_pos[scored]])
+    # The model index is sorted by item ID, so its position breaks score ties by item ID.
+    return order_block(block, parent, names, scores, scored, known_user, model_pos, list_index, list_reasons)
+
+
+def listed_items(block: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """The request row of every listed item of a block's ``itemList`` (column 2), and the item IDs."""
+    item_list = block.column(2)
+    parent = pc.list_parent_indices(item_list).to_numpy()
+    return parent, item_list.flatten().to_numpy(zero_copy_only=False)
+
+
+def order_block(block: pa.RecordBatch, parent: np.ndarray, names: np.ndarray, scores: np.ndarray,
+                scored: np.ndarray, known_user: np.ndarray, tie: np.ndarray, list_index,
+                list_reasons) -> pa.RecordBatch:
+    """Order every request's listed items: scored items by score descending (``tie`` ascending on
+    equal scores: an item-ID order), then, for users the model cannot score, the fallback list's
+    order, and last the unscored items in input order; ranks restart at 1 per request row."""
+    list_pos = list_index.get_indexer(names) if len(list_index) else np.full(len(names), -1)
+    order_in_input = np.arange(len(names))
     by_list = ~known_user & (list_pos >= 0)
     group = np.where(scored | by_list, 0, 1)  # unscored items go last
     primary = np.where(scored, -np.nan_to_num(scores), np.where(by_list, list_pos, 0)).astype(np.float64)
-    secondary = np.where(scored, model_pos, order_in_input)  # model position = item ID order
+    secondary = np.where(scored, tie, order_in_input)
     order = np.lexsort((secondary, primary, group, parent))
     parent_sorted = parent[order]
     first = np.searchsorted(parent_sorted, parent_sorted, side="left")
