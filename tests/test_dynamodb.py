@@ -306,6 +306,22 @@ def test_endpoint_credentials_are_redacted_for_logs():
     assert redact_url(None) is None
 
 
+def test_a_failed_call_to_an_endpoint_with_credentials_does_not_echo_them(monkeypatch):
+    """botocore repeats the whole endpoint URL in its connection errors; the JobError must not."""
+    from batchrec.sinks.dynamodb_table import describe_table, make_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # signed, so the call reaches the connection
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+    endpoint = "http://user:s3cretpw@127.0.0.1:1"
+    client = make_client(endpoint, "us-east-1", connect_timeout=0.5, read_timeout=0.5)
+    with pytest.raises(JobError) as failure:
+        describe_table(client, "abc", endpoint)
+    message = str(failure.value)
+    assert "s3cretpw" not in message and "user:" not in message
+    assert "127.0.0.1:1" in message and "Could not connect" in message  # the failure is still named
+
+
 def test_bad_table_name_is_a_usage_error_before_spark_starts(capsys):
     from batchrec.cli import main
     from batchrec.sinks.dynamodb_table import check_table_name
@@ -604,6 +620,26 @@ def test_export_killed_halfway_then_run_again_ends_with_the_exact_table(spark, r
     summary = export(spark, recs_path, table, dynalite_server.url, solution="sol-a")
     assert scan(client, table) == expected_recs(_rows_a())
     assert summary["acknowledged"] == 32 and summary["table_created"] is False
+
+
+def test_export_solution_spellings_name_the_key_batch_jobs_write(spark, moto_server, tmp_path):
+    """Batch jobs key rows by the qualified solution URI; --solution DIR, DIR/ or file://DIR finds them."""
+    from batchrec.commands import export_dynamodb
+    from batchrec.locations import qualify
+
+    solution_dir = tmp_path / "solution"
+    key = qualify(spark, str(solution_dir))
+    assert key.startswith("file:/")
+    path = tmp_path / "recs"
+    rows = rec_rows(4, 2, seed=3)
+    write_recs(spark, path, rows, solution=key)
+    client = client_for(moto_server.url)
+    for spelling in (str(solution_dir), f"{solution_dir}/", f"file://{solution_dir}"):
+        table = new_table()
+        summary = export_dynamodb.run(spark, settings_with(), RUN, input=str(path), table=table,
+                                      endpoint_url=moto_server.url, region=REGION, solution=spelling)
+        assert summary["acknowledged"] == 4, spelling
+        assert {item["solution"] for item in scan(client, table).values()} == {key}
 
 
 def test_secrets_in_the_environment_never_reach_the_output(spark, recs_path, moto_server):

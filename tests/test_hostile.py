@@ -122,6 +122,29 @@ def test_a_solution_may_not_be_written_over_or_into_its_datasets(spark, capsys, 
     assert snapshot(csv.parent) == before
 
 
+def test_a_summary_file_is_an_output_like_any_other(spark, capsys, data, tmp_path):
+    """--summary-file is checked with the command's own locations, before anything is written."""
+    csv, folder = data
+    solution = tmp_path / "solution"
+    before = snapshot(tmp_path)
+    train = ["train", *COMMON, *LOW_LIMITS[:4], "--recipe", "popularity-count", "--no-evaluate",
+             "--solution", solution]
+    for interactions, summary, expected in (
+            (csv, csv, "is the same location as the input --interactions"),
+            (folder, folder / "s.json", "is inside the input --interactions"),
+            (folder, folder, "is a folder; expected the path of a file"),
+            (csv, solution / "s.json", "is inside the output --solution")):
+        code, _, err = cli(capsys, *train, "--interactions", interactions, "--summary-file", summary)
+        assert code == 2, err
+        line = one_line(err)
+        assert line.startswith(f"batchrec: usage error: --summary-file {summary}") and expected in line, line
+    assert snapshot(tmp_path) == before and not solution.exists()
+    a_folder = tmp_path / "summary-dir"
+    a_folder.mkdir()
+    code, _, err = cli(capsys, "validate", *COMMON, *LOW_LIMITS, "--interactions", csv, "--summary-file", a_folder)
+    assert code == 2 and "is a folder; expected the path of a file" in one_line(err)
+
+
 def test_existing_outputs_of_another_kind_are_refused_never_replaced(spark, capsys, data, tmp_path):
     csv, _ = data
     report_dir = tmp_path / "report.json"
@@ -393,6 +416,27 @@ def test_impossible_configuration_values_are_usage_errors_found_before_spark(mon
     monkeypatch.setenv("BATCHREC_SPARK__SHUFFLE_PARTITIONS", "-3")
     code, _, err = cli(capsys, "validate", "--interactions", "x.csv")
     assert code == 2 and "environment: 'spark.shuffle_partitions' = -3" in one_line(err)
+
+
+@pytest.mark.parametrize("args", [
+    ["export-dynamodb", "--input", "nowhere", "--table", "recs"],
+    ["recommend", "--solution", "s", "--output", "o", "--dynamodb-table", "recs"],
+])
+def test_impossible_dynamodb_settings_are_found_before_spark(monkeypatch, capsys, tmp_path, args):
+    """A batch job with --dynamodb-table would otherwise commit its Delta output first."""
+    import batchrec.spark
+
+    def no_spark(*args, **kwargs):
+        raise AssertionError("Spark must not start for a configuration error")
+
+    monkeypatch.setattr(batchrec.spark, "get_spark", no_spark)
+    config = tmp_path / "bad.toml"
+    config.write_text("[dynamodb]\nwrite_rate = -1\nbackoff_base_seconds = 9\n")
+    code, _, err = cli(capsys, *args, "--config", config)
+    assert code == 2
+    line = one_line(err)
+    assert line.startswith("batchrec: configuration error: [dynamodb] write_rate = -1.0: expected >= 0"), line
+    assert "backoff_base_seconds and backoff_max_seconds: expected 0 < base <= max" in line
 
 
 def test_a_configuration_file_that_is_not_utf8_or_not_a_file(monkeypatch, capsys, tmp_path):

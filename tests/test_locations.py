@@ -152,7 +152,7 @@ def test_a_previous_generated_dataset_is_recognised(spark, tmp_path):
 def test_configuration_files_count_as_inputs(spark, tmp_path):
     config = tmp_path / "job.toml"
     config.write_text("[recommend]\n")
-    with L.ambient_inputs([Location("--config", L.local_uri(str(config)), L.KIND_FILE)]):
+    with L.ambient_locations([Location("--config", L.local_uri(str(config)), L.KIND_FILE)]):
         with pytest.raises(UsageError, match="^--report .* is the same location as the input --config"):
             check_locations(spark, [], [Location("--report", str(config), L.KIND_FILE)])
     check_locations(spark, [], [Location("--report", str(config), L.KIND_FILE)])  # outside the block

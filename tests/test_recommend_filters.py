@@ -129,6 +129,25 @@ def test_per_line_filter_values_apply_and_unusable_ones_get_an_error(spark, caps
     assert summary["errors"] == 1 and summary["filter_values_not_applied"] == 0
 
 
+def test_a_file_whose_every_line_the_filter_cannot_use_is_a_data_error_and_keeps_the_run(
+        spark, capsys, data, tmp_path):
+    """Lines the filter marks with an error count as unusable: a file of only such lines must not
+    replace the run date's rows with nothing."""
+    out = tmp_path / "recs"
+    code, _, err = run(capsys, "recommend", *COMMON, "--solution", data["popularity-count"], "--input",
+                       data["input"], "--output", out, "--num-results", 2)
+    assert code == 0, err
+    before = sorted(map(tuple, spark.read.format("delta").load(str(out)).collect()))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"userId": "u8", "filterValues": {"MAX": "\\"cheap\\""}}\n'
+                   '{"userId": "u5", "filterValues": {"MAX": "\\"dear\\""}}\n')
+    code, _, err = run(capsys, "recommend", *COMMON, "--solution", data["popularity-count"], "--input", bad,
+                       "--output", out, "--num-results", 2, "--filter", "INCLUDE ItemID WHERE Items.PRICE < $MAX")
+    assert code == 1
+    assert f"--input {bad}: none of its 2 lines is usable" in err and "not a number" in err
+    assert sorted(map(tuple, spark.read.format("delta").load(str(out)).collect())) == before
+
+
 def test_a_syntax_error_exits_2_with_its_column_and_writes_nothing(capsys, data, tmp_path):
     out = tmp_path / "recs"
     code, _, err = run(capsys, "recommend", *COMMON, "--solution", data["popularity-count"], "--output", out,

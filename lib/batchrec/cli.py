@@ -240,7 +240,7 @@ def _run_job(command: str, overrides: Optional[dict] = None,
     from batchrec import logs, summary as run_summary
 
     from batchrec.config import layer_files
-    from batchrec.locations import KIND_FILE, Location, ambient_inputs, local_uri
+    from batchrec.locations import KIND_FILE, Location, ambient_locations, check_locations, local_uri
 
     ctx = click.get_current_context()
     old_version = kwargs.pop("old_version", None)
@@ -260,6 +260,11 @@ def _run_job(command: str, overrides: Optional[dict] = None,
     settings = load_settings(env=common["env"], config_file=common["config_file"], overrides=overrides)
     if precheck is not None:
         precheck(settings)  # usage errors (e.g. a bad --param) before a JVM starts
+    if command == "export-dynamodb" or kwargs.get("dynamodb_table"):
+        from batchrec.sinks.dynamodb import check_settings
+
+        # Found now, not after a batch job has committed its Delta output.
+        check_settings(settings.dynamodb, settings.dynamodb.ttl_days)
     run_date = common["run_date"] or dt.datetime.now(dt.timezone.utc).date()
     module = importlib.import_module(f"batchrec.commands.{command.replace('-', '_')}")
     from batchrec.spark import get_spark
@@ -268,8 +273,11 @@ def _run_job(command: str, overrides: Optional[dict] = None,
     log.info("command=%s run_date=%s version=%s config=%s", ctx.info_name, run_date, __version__,
              ",".join(str(path) for _, path in layers) or "defaults")
     spark = get_spark(settings.spark)
-    # The configuration files are inputs too: no output of the job may overwrite one.
+    # The configuration files are inputs too: no output of the job may overwrite one. The summary
+    # file is an output of every command: checked with the command's own locations, before any write.
     config_files = [Location(label, local_uri(str(path)), KIND_FILE) for label, path in layers]
+    summary_file = ([Location("--summary-file", common["summary_file"], KIND_FILE)]
+                    if common["summary_file"] else [])
     # --quiet: what a job prints on the way is held back; the summary line is printed alone.
     held = io.StringIO()
     started = time.perf_counter()
@@ -280,8 +288,9 @@ def _run_job(command: str, overrides: Optional[dict] = None,
                          spark, common["summary_file"])
 
     try:
-        with ambient_inputs(config_files), (contextlib.redirect_stdout(held) if common["quiet"]
-                                            else contextlib.nullcontext()):
+        with ambient_locations(config_files, summary_file), (
+                contextlib.redirect_stdout(held) if common["quiet"] else contextlib.nullcontext()):
+            check_locations(spark, [], [])  # the summary file's own kind, for commands that write nothing else
             result = module.run(spark, settings, run_date, **kwargs)
     except BatchrecError as exc:  # failed with counts to report: an incomplete export, failed validation
         if getattr(exc, "summary", None):

@@ -63,10 +63,12 @@ OUT_SUFFIX = ".out"
 _JSONL_FILE = re.compile(r"^(.+\.out|part-.*\.(txt|json|jsonl)(\.[a-z0-9]+)?)$")
 _CSV_PART = re.compile(r"^part-.*\.csv(\.[a-z0-9]+)?$")
 
-# Inputs every command of this process reads besides its own options (the configuration files);
-# set by the CLI around the job.
+# Inputs every command of this process reads besides its own options (the configuration files),
+# and outputs it writes besides them (--summary-file); set by the CLI around the job.
 _AMBIENT_INPUTS: contextvars.ContextVar[tuple["Location", ...]] = contextvars.ContextVar(
     "batchrec_ambient_inputs", default=())
+_AMBIENT_OUTPUTS: contextvars.ContextVar[tuple["Location", ...]] = contextvars.ContextVar(
+    "batchrec_ambient_outputs", default=())
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def check_locations(spark, inputs: Sequence[Location], outputs: Sequence[Locatio
             raise ValueError(f"unknown location kind {location.kind!r}; expected one of {KINDS}")
     everything = list(_AMBIENT_INPUTS.get()) + list(inputs)
     resolved_inputs = [_resolve(spark, loc) for loc in everything]
-    resolved_outputs = [_resolve(spark, loc) for loc in outputs]
+    resolved_outputs = [_resolve(spark, loc) for loc in list(outputs) + list(_AMBIENT_OUTPUTS.get())]
     for index, out in enumerate(resolved_outputs):
         if out.glob:
             raise UsageError(f"{_name(out)}: an output cannot be a glob pattern; expected one path")
@@ -159,13 +161,15 @@ def check_locations(spark, inputs: Sequence[Location], outputs: Sequence[Locatio
 
 
 @contextlib.contextmanager
-def ambient_inputs(locations: Sequence[Location]) -> Iterator[None]:
-    """Count ``locations`` (e.g. the configuration files) as inputs of every check in this block."""
-    token = _AMBIENT_INPUTS.set(tuple(locations))
+def ambient_locations(inputs: Sequence[Location], outputs: Sequence[Location] = ()) -> Iterator[None]:
+    """Count ``inputs`` (e.g. the configuration files) and ``outputs`` (e.g. ``--summary-file``) as
+    inputs and outputs of every check in this block."""
+    tokens = _AMBIENT_INPUTS.set(tuple(inputs)), _AMBIENT_OUTPUTS.set(tuple(outputs))
     try:
         yield
     finally:
-        _AMBIENT_INPUTS.reset(token)
+        _AMBIENT_INPUTS.reset(tokens[0])
+        _AMBIENT_OUTPUTS.reset(tokens[1])
 
 
 def local_uri(path: str) -> str:

@@ -11,12 +11,14 @@ Every batch job is the same sequence; a job only declares what differs (:class:`
    a file without a usable line stops the job before anything is written;
 4. eligibility: the pairs each requester has already seen (``batchrec.batch.eligibility``);
 5. score: the job's ``score`` function, which calls the recipe's scorer;
-6. write: the result is computed once (cached) and written through the sinks: the Delta table (one
-   atomic commit per run date and solution), with ``--jsonl`` Personalize's JSON lines, with
+6. write: the result is computed once and written through the sinks: the Delta table (one
+   atomic commit per run date and solution), with ``--jsonl`` Personalize's JSON lines (the result
+   is cached for them, so it is scored once), with
    ``--current`` the committed run merged into a table of each key's latest list
    (``batchrec.sinks.current``), and with ``--dynamodb-table`` the committed run exported to a
    DynamoDB-compatible store;
-7. count and return the run summary (the CLI prints it and writes ``--summary-file``).
+7. count (from the committed rows) and return the run summary (the CLI prints it and writes
+   ``--summary-file``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from batchrec.errors import DataError, UsageError
 from batchrec.filters.compile import FILTER_VALUES
 from batchrec.locations import KIND_DELTA, KIND_FOLDER, KIND_SOLUTION, Location, check_locations
 from batchrec.scoring.model import Model
-from batchrec.sinks import delta, jsonl as jsonl_sink
+from batchrec.sinks import delta, jsonl as jsonl_sink, runs
 from batchrec.spark import scoped_conf
 
 log = logging.getLogger(__name__)
@@ -192,13 +194,17 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
                 marked = marked.persist()
                 requests.unpersist()
                 requests = marked
-                errors = requests.where(F.col(inputs.ERROR).isNotNull()).count()
+                # Lines the filter could not use get an error: check again that one is usable.
+                errors = (check_requests(requests, input_path) if input_path
+                          else requests.where(F.col(inputs.ERROR).isNotNull()).count())
         usable = requests.where(F.col(inputs.ERROR).isNull())
         context = JobContext(spark, run_date, model, version_, usable, seen, fresh_items, job_settings,
                              items_source, read_items, item_filter,
                              job_filter.settings if job_filter is not None else None)
         with logs.stage(log, "score", command=job.command, recipe=spec.name):
-            result = job.score(context).persist()
+            result = job.score(context)
+            if jsonl:  # the JSON lines read the rows again: cache them rather than score twice
+                result = result.persist()
         try:
             summary = _write(spark, job, version_, run_date, result, requests, output, jsonl,
                              with_scores=spec.can(catalogue.SCORED) and job.shape.jsonl_scores)
@@ -323,10 +329,14 @@ def _write(spark, job: BatchJob, version_, run_date, result: DataFrame, requests
                                version_.solution, version_.version, version_.recipe, shape)
         info["rows"] = rows
     files: list = []
-    backfilled = (F.when(F.col(REASON) == REASON_POPULAR, F.col(shape.owner)) if REASON in result.columns
+    # Counted from the committed run, not from the result: a Delta-only run is not cached in full.
+    out = {source: name for source, name, _ in shape.columns}
+    committed = (spark.read.format("delta").load(output)
+                 .where(runs.run_filter(run_date, version_.solution)))
+    backfilled = (F.when(F.col(out[REASON]) == REASON_POPULAR, F.col(out[shape.owner])) if REASON in out
                   else F.lit(None))
-    counts = result.agg(F.countDistinct(shape.owner).alias("with_results"),
-                        F.countDistinct(backfilled).alias("backfilled")).first()
+    counts = committed.agg(F.countDistinct(out[shape.owner]).alias("with_results"),
+                           F.countDistinct(backfilled).alias("backfilled")).first()
     if jsonl:
         with logs.stage(log, "write_jsonl", path=jsonl):
             lines = jsonl_sink.recommendation_lines(requests, result, with_scores=with_scores,

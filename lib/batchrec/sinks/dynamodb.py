@@ -35,7 +35,7 @@ from batchrec.sinks.dynamodb_items import (ENTRIES, GENERATED_AT, KIND, MAX_ITEM
                                            SEGMENT_MEMBERS_VIEW, SK, USER_SEGMENTS_VIEW, VIEWS, ItemTooLarge,
                                            Stamp, build_item, plain_item)
 from batchrec.sinks.dynamodb_table import (check_table_name, describe_failure, ensure_table, make_client,
-                                           redact_url)
+                                           redact_text, redact_url)
 from batchrec.sinks.dynamodb_writer import (COUNT_FIELDS, RATE_ITEMS, RATE_WCU, WriterConfig, backoff_seconds,
                                             counts_ddl, write_partition)
 
@@ -225,9 +225,9 @@ def write_view(spark: SparkSession, frame: DataFrame, config: WriterConfig, writ
     except Exception as exc:
         match = _WRITE_ERROR.search(str(exc))
         if match:
-            raise JobError(match.group(1).strip()) from exc
+            raise JobError(redact_text(match.group(1).strip())) from exc
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise JobError(f"writing to DynamoDB table {config.table} failed: {first.strip()}") from exc
+        raise JobError(f"writing to DynamoDB table {config.table} failed: {redact_text(first.strip())}") from exc
     finally:
         progress.stop()
         sc.setLocalProperty("spark.jobGroup.id", None)

@@ -56,6 +56,16 @@ def redact_url(url: Optional[str]) -> Optional[str]:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
+# "scheme://user:password@host": the user-info part of any URL inside a message.
+_URL_USER_INFO = re.compile(r"(?<=://)[^/\s@\"']+@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the user-info part of every URL in it removed (botocore repeats the endpoint
+    URL, credentials included, in its own messages)."""
+    return _URL_USER_INFO.sub("", text)
+
+
 def make_client(endpoint_url: Optional[str], region: Optional[str], connect_timeout: float = 10.0,
                 read_timeout: float = 30.0, max_pool_connections: int = 4):
     """A DynamoDB client from a fresh boto3 session (sessions are not thread-safe; clients are).
@@ -90,8 +100,8 @@ def describe_failure(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if response:
         error = response.get("Error", {})
-        return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
+        return redact_text(f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '')}".strip())
+    return redact_text(f"{type(exc).__name__}: {exc}")
 
 
 def driver_call(what: str, endpoint: Optional[str], func, *args, **kwargs):
