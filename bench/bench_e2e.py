@@ -9,12 +9,16 @@ For each size in ``--sizes`` (interactions; users = size/40, items = size/200 un
    ``batchrec recommend --num-results 100`` for every user known to the model;
 3. ``bench/plain_mllib.py`` on the same interactions in the same run: read CSV, ``StringIndexer``,
    ``ALS`` implicit at MLlib's defaults with rank 64, ``recommendForAllUsers``, anti-join the seen
-   pairs, top 100 per user, Parquet.
+   pairs, top 100 per user, Parquet;
+4. with ``--pipeline``, the same three stages as one process: ``batchrec run`` on a pipeline file
+   written under the run folder (stages validate, train, recommend; same datasets, rank and list
+   length), as the nightly job runs without an orchestrator splitting it into tasks.
 
 Per process: wall time; CPU seconds and memory of the process tree (the Python driver, its JVM and
 the Python workers), sampled from /proc every ``--sample-seconds`` because the JVM is a grandchild
 that ``getrusage`` does not see: peak PSS summed over the tree (shared pages split, not counted
-twice) and peak RSS of the largest process; plus ``getrusage(RUSAGE_CHILDREN)`` CPU as a
+twice; read every ``PSS_EVERY``-th sample, as reading it is not free) and peak RSS of the
+largest process; plus ``getrusage(RUSAGE_CHILDREN)`` CPU as a
 cross-check. Each stage's share of the nightly total, and the ``stage=...`` lines that batchrec
 logs on stderr (:func:`batchrec.logs.stage`) parsed into a per-stage table. Cost growth: seconds per million
 interactions and the exponent ``log(t2/t1)/log(n2/n1)`` between consecutive sizes (1 = linear).
@@ -53,6 +57,9 @@ FIELD = re.compile(r"(\w+)=(\S+)")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 HERE = Path(__file__).resolve().parent
+# PSS comes from smaps_rollup, which walks the process's page tables under its memory-map lock; at
+# every sample (5 per second) the sampler took about 30% of a core on this 2-core machine.
+PSS_EVERY = 10
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -63,6 +70,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--items", type=int, default=None, help="items per run (default size/200)")
     parser.add_argument("--master", default=None, help="Spark master (default: batchrec's config)")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain MLlib baseline")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="also run validate, train and recommend as one `batchrec run` process")
     parser.add_argument("--sample-seconds", type=float, default=0.2)
     args = parser.parse_args(argv)
 
@@ -119,6 +128,8 @@ def run_size(work: Path, size: int, args, master: str, spark_settings) -> dict:
                                    "--rank", str(RANK), "--num-results", str(NUM_RESULTS), "--master", master,
                                    "--driver-memory", spark_settings.driver_memory,
                                    "--shuffle-partitions", str(spark_settings.shuffle_partitions)]
+    if args.pipeline:
+        commands["pipeline"] = _batchrec("run", write_pipeline(runs, data), *common)
     for name, command in commands.items():
         entry["processes"][name] = measure(command, runs / f"{name}.log", args.sample_seconds)
     nightly = sum(entry["processes"][n]["wall_seconds"] for n in NIGHTLY)
@@ -127,7 +138,46 @@ def run_size(work: Path, size: int, args, master: str, spark_settings) -> dict:
         entry["processes"][name]["share"] = round(entry["processes"][name]["wall_seconds"] / nightly, 3)
     if "plain_mllib" in entry["processes"]:
         entry["nightly_vs_plain"] = round(nightly / entry["processes"]["plain_mllib"]["wall_seconds"], 2)
+    if "pipeline" in entry["processes"]:
+        entry["pipeline_vs_nightly"] = round(entry["processes"]["pipeline"]["wall_seconds"] / nightly, 2)
     return entry
+
+
+def write_pipeline(runs: Path, data: Path) -> Path:
+    """A pipeline file for ``batchrec run``: the nightly path of this benchmark, with its outputs
+    under ``runs/pipeline``."""
+    out = runs / "pipeline"
+    schemas = ", ".join(json.dumps(str(data / "schemas" / f"{k}.json")) for k in ("interactions", "items", "users"))
+    text = f"""[pipeline]
+runs = {json.dumps(str(out / "runs"))}
+stages = ["validate", "train", "recommend"]
+progress_seconds = 0.0
+
+[settings.recommend]
+num_results = {NUM_RESULTS}
+
+[datasets]
+interactions = {json.dumps(str(data / "interactions"))}
+items = {json.dumps(str(data / "items"))}
+users = {json.dumps(str(data / "users"))}
+format = "csv"
+schemas = [{schemas}]
+
+[validate]
+rejects = {json.dumps(str(out / "rejects"))}
+
+[solutions.personal]
+recipe = "user-personalization"
+path = {json.dumps(str(out / "solution"))}
+params = {{ rank = {RANK} }}
+
+[recommend]
+solution = "personal"
+output = {json.dumps(str(out / "recommendations"))}
+"""
+    path = runs / "pipeline.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _batchrec(command: str, *args) -> list[str]:
@@ -177,6 +227,7 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.every = pid, every
         self.peak_pss = self.peak_rss = 0
+        self._samples = 0
         self._cpu: dict[int, float] = {}
         self._stop_event = threading.Event()
 
@@ -212,14 +263,15 @@ class TreeSampler(threading.Thread):
             if pid in stats:
                 tree.append(pid)
             todo += children.get(pid, [])
-        pss = 0
+        pss, read_pss = 0, self._samples % PSS_EVERY == 0
+        self._samples += 1
         for pid in tree:
             fields = stats[pid]
             # Fields after the command name: ppid=1, utime=11, stime=12, rss=21 (pages).
             self._cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
             rss = int(fields[21]) * PAGE_SIZE
             self.peak_rss = max(self.peak_rss, rss)
-            pss += _pss(pid, rss)
+            pss += _pss(pid, rss) if read_pss else 0
         self.peak_pss = max(self.peak_pss, pss)
 
 
@@ -279,13 +331,15 @@ def to_markdown(results: dict) -> str:
                          f"{p['wall_seconds'] / millions:.1f} | {p['cpu_seconds_tree']:.1f} | "
                          f"{p['peak_pss_mb_tree']} | {p['peak_rss_mb_largest_process']} |")
         extra = f" ({entry['nightly_vs_plain']}x plain MLlib)" if "nightly_vs_plain" in entry else ""
+        if "pipeline_vs_nightly" in entry:
+            extra += f"; one `batchrec run` process: {entry['pipeline_vs_nightly']}x the total"
         lines.append(f"| {entry['interactions']:,} | **nightly total**{extra} | "
                      f"{entry['nightly_wall_seconds']:.1f} | 100% | "
                      f"{entry['nightly_wall_seconds'] / millions:.1f} | | | |")
     lines += ["", "Stages logged by batchrec (seconds):", "",
               "| interactions | process | stage | seconds | details |", "|---:|---|---|---:|---|"]
     for entry in results["sizes"]:
-        for name in NIGHTLY:
+        for name in (*NIGHTLY, "pipeline"):
             for s in entry["processes"].get(name, {}).get("stages", []):
                 details = " ".join(f"{k}={v}" for k, v in s.items() if k not in ("stage", "seconds")
                                    and "/" not in str(v))

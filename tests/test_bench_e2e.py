@@ -1,7 +1,8 @@
 """bench/bench_e2e.py runs end to end at a tiny size, so the whole-process benchmark cannot rot.
 
 One run of the real script as a subprocess (generate, then validate -> train -> recommend and the
-plain MLlib baseline, each its own Spark process), then checks on the JSON it writes: every process
+plain MLlib baseline, each its own Spark process, and the same three stages as one ``batchrec run``
+process), then checks on the JSON it writes: every process
 of the nightly path is there with its wall time, share and the ``stage=...`` lines batchrec logged,
 and the growth table is computed from two sizes (the second one derived from the measured one, so the
 exponent is known in advance).
@@ -48,7 +49,7 @@ def tiny_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench-e2e")
     command = [sys.executable, str(BENCH), "--workdir", str(work), "--sizes", str(TINY_INTERACTIONS),
                "--users", str(TINY_USERS), "--items", str(TINY_ITEMS), "--master", "local[2]",
-               "--sample-seconds", "0.5"]
+               "--sample-seconds", "0.5", "--pipeline"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS,
                           env={**os.environ, **SMALL_SPARK})
     assert done.returncode == 0, done.stderr[-4000:]
@@ -61,7 +62,7 @@ def test_every_process_of_the_nightly_path_is_measured(tiny_run):
     assert [entry["interactions"] for entry in results["sizes"]] == [TINY_INTERACTIONS]
     entry = results["sizes"][0]
     assert (entry["users"], entry["items"]) == (TINY_USERS, TINY_ITEMS)
-    assert set(entry["processes"]) == {"generate", *NIGHTLY, "plain_mllib"}
+    assert set(entry["processes"]) == {"generate", *NIGHTLY, "plain_mllib", "pipeline"}
     for name, process in entry["processes"].items():
         assert process["wall_seconds"] > 0, name
         assert process["cpu_seconds_tree"] > 0, name  # the /proc sampler saw the process tree
@@ -71,6 +72,8 @@ def test_every_process_of_the_nightly_path_is_measured(tiny_run):
     assert sum(entry["processes"][name]["share"] for name in NIGHTLY) == pytest.approx(1.0, abs=0.01)
     assert entry["nightly_vs_plain"] == pytest.approx(
         entry["nightly_wall_seconds"] / entry["processes"]["plain_mllib"]["wall_seconds"], rel=0.01)
+    assert entry["pipeline_vs_nightly"] == pytest.approx(
+        entry["processes"]["pipeline"]["wall_seconds"] / entry["nightly_wall_seconds"], rel=0.01)
     # The markdown is written beside the JSON and printed.
     markdown = (work / "bench_e2e.md").read_text(encoding="utf-8")
     assert "**nightly total**" in markdown and markdown.strip() in stdout
@@ -89,6 +92,11 @@ def test_each_process_logs_its_stages(tiny_run):
     assert (run / "recommendations" / "_delta_log").is_dir()
     assert (run / "plain-recommendations.parquet").is_dir()
     assert json.loads((run / "validation.json").read_text(encoding="utf-8"))
+    # The one-process pipeline ran the same stages, validating the datasets once for two stages.
+    pipeline = {s["stage"] for s in processes["pipeline"]["stages"]}
+    assert {"validate_interactions", "train", "write_delta"} <= pipeline, pipeline
+    assert sum(s["stage"] == "validate_interactions" for s in processes["pipeline"]["stages"]) == 1
+    assert (run / "pipeline" / "recommendations" / "_delta_log").is_dir()
 
 
 def test_growth_exponent_from_two_sizes(tiny_run):

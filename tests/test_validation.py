@@ -229,6 +229,36 @@ def test_each_input_is_scanned_once_for_rules_rejects_summary_and_valid_rows(spa
     assert spark.read.format("delta").load(str(tmp_path / "rejects")).count() == 5
 
 
+def test_stages_of_one_run_validate_each_input_once_and_release_at_the_end(spark, tmp_path):
+    """Inside ``shared_validation`` (the nightly pipeline), a second load of the same datasets reads
+    nothing again and returns the same rows; other settings validate anew; the caches go at the end."""
+    path = _write(tmp_path / "i.csv", "USER_ID,ITEM_ID,TIMESTAMP\n" + "".join(
+        f"u{i % 9},i{i % 13},{1700000000 + i}\n" for i in range(60)) + "u1,,1700000000\n")
+    settings = _settings(max_reject_fraction=0.5, min_interactions=1, min_users_with_two_interactions=1)
+    jsc = spark.sparkContext._jsc
+    persistent_before = jsc.getPersistentRDDs().size()
+    found = {}
+
+    def two_stages():
+        with v.shared_validation():
+            with v.load_datasets(spark, settings, path, run_date=RUN_DATE, enforce=False,
+                                 report_path=tmp_path / "report.json") as first:
+                found["first"] = sorted(map(tuple, first.interactions.collect()))
+            found["after_first"] = jsc.getPersistentRDDs().size()  # kept for the next stage
+            with v.load_datasets(spark, settings, path, run_date=RUN_DATE) as second:
+                found["second"] = sorted(map(tuple, second.interactions.collect()))
+                found["summary"] = second.summary["datasets"]["interactions"]["rows_rejected"]
+            other = _settings(max_reject_fraction=0.9, min_interactions=1, min_users_with_two_interactions=1)
+            with v.load_datasets(spark, other, path, run_date=RUN_DATE) as third:
+                found["third"] = third.interactions.count()
+
+    scans = _csv_rows_scanned(spark, two_stages)
+    assert scans == [61, 61]  # once for both stages with equal settings, once for other settings
+    assert found["first"] == found["second"] and len(found["first"]) == 60 and found["third"] == 60
+    assert found["summary"] == 1 and found["after_first"] == persistent_before + 1
+    assert jsc.getPersistentRDDs().size() == persistent_before
+
+
 def test_duplicates_are_exact_copies_across_files_and_not_hash_lookalikes(spark, tmp_path):
     folder = tmp_path / "interactions"
     folder.mkdir()

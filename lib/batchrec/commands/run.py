@@ -9,7 +9,9 @@ The plan (``batchrec.pipeline``) was parsed and checked before Spark started. He
 3. the stages run in order by calling the command functions in-process (``batchrec.commands.*``);
    a stage already completed for this run date (the state file says so) is skipped, so a run after
    a failure resumes at the stage that failed and earlier outputs stay as they are. Each stage is
-   idempotent for its run date (versions of a run date and Delta rows of a run are replaced);
+   idempotent for its run date (versions of a run date and Delta rows of a run are replaced). The
+   datasets are read and validated once per run: ``train`` reuses the rows ``validate`` checked
+   (``batchrec.datasets.validation.shared_validation``);
 4. after each stage the state file ``<runs>/<D>/state.json`` is rewritten (atomically, through
    ``batchrec.fs``); when every stage is complete the manifest and then ``_SUCCESS`` are written.
 
@@ -133,12 +135,15 @@ class _Runner:
                 raise JobError(f"stage {only} needs stage {', '.join(missing)} completed for "
                                f"{plan.run_date} first (state: {plan.state_path}); run "
                                f"'--stage {missing[0]}' or the whole pipeline")
-        for name in ([only] if only else plan.stages):
-            if self._done(name):
-                log.info("stage=%s status=%s (completed by an earlier run of %s; kept)", name,
-                         stages[name]["status"], plan.run_date)
-                continue
-            self._run_stage(name)
+        from batchrec.datasets.validation import shared_validation
+
+        with shared_validation():  # validate and train read the datasets once
+            for name in ([only] if only else plan.stages):
+                if self._done(name):
+                    log.info("stage=%s status=%s (completed by an earlier run of %s; kept)", name,
+                             stages[name]["status"], plan.run_date)
+                    continue
+                self._run_stage(name)
         return self._finish(SUCCEEDED if only is None else f"stage {only} {stages[only]['status']}")
 
     def _finish(self, status: str) -> dict:

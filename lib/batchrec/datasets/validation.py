@@ -16,12 +16,14 @@ the end of a run date that has not ended yet) plus a small tolerance for clock s
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from batchrec import logs
 from batchrec.config import Settings
@@ -38,6 +40,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+# Validated outcomes shared by the stages of one process (see :func:`shared_validation`), by the
+# arguments that decide them; None outside such a block.
+_SHARED: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("batchrec_shared_validation",
+                                                                        default=None)
 
 
 @dataclass(frozen=True)
@@ -128,33 +135,29 @@ def load_datasets(spark: "SparkSession", settings: Settings, interactions: str,
     by_kind = {s.kind: s for s in (x if isinstance(x, DatasetSchema) else load_personalize_schema(x)
                                    for x in schemas)}
     paths = {k: p for k, p in zip(DATASET_KINDS, (interactions, items, users)) if p}
-    raw_frames, seen = {}, []
-    for kind, path in paths.items():
-        with logs.stage(log, f"read_{kind}", path=path):
-            raw_frames[kind], original = readers.read_raw(spark, path, kind, fmt, limits.csv_delimiter,
-                                                          by_kind.get(kind), renames)
-        seen += original
-    unused = readers.unmatched_renames(renames, seen)
-    if unused:
-        raise UsageError(f"--rename {', '.join(unused)}: no such column in any dataset; "
-                         f"columns found: {', '.join(dict.fromkeys(seen))}")
     max_ts, window_end = time_bounds(run_date)
+    shared = _SHARED.get()
+    key = repr((sorted(paths.items()), fmt, sorted(by_kind.items()), [tuple(r) for r in renames], run_date,
+                limits))
     run_date = run_date or dt.datetime.now(dt.timezone.utc).date()
-    outcomes: dict[str, DataFrame] = {}
+    if shared is not None and key in shared:
+        log.info("datasets already validated in this run: reusing the validated rows")
+        outcomes, summaries = shared[key]
+    else:
+        raw_frames, seen = {}, []
+        for kind, path in paths.items():
+            with logs.stage(log, f"read_{kind}", path=path):
+                raw_frames[kind], original = readers.read_raw(spark, path, kind, fmt, limits.csv_delimiter,
+                                                              by_kind.get(kind), renames)
+            seen += original
+        unused = readers.unmatched_renames(renames, seen)
+        if unused:
+            raise UsageError(f"--rename {', '.join(unused)}: no such column in any dataset; "
+                             f"columns found: {', '.join(dict.fromkeys(seen))}")
+        outcomes, summaries = _validate_each(raw_frames, paths, by_kind, limits, max_ts, window_end)
+        if shared is not None:
+            shared[key] = (outcomes, summaries)
     try:
-        summaries = {}
-        for kind, raw in raw_frames.items():
-            with logs.stage(log, f"validate_{kind}") as info:
-                flagged = flag_rows(raw, kind, by_kind.get(kind), limits, max_ts, window_end=window_end)
-                outcomes[kind] = outcome_rows(flagged, kind).persist()
-                # The one scan of the input: this aggregation fills the cache (and unreadable
-                # content surfaces here).
-                try:
-                    summaries[kind] = summarize(outcomes[kind], kind, paths[kind], limits)
-                except Exception as exc:
-                    raise read_failure(exc, kind, paths[kind]) from exc
-                info.update(rows=summaries[kind]["rows_read"], rejected=summaries[kind]["rows_rejected"],
-                            after_run_date=summaries[kind][ROWS_AFTER_RUN_DATE])
         if rejects_path:
             with logs.stage(log, "write_rejects", path=rejects_path):
                 frames = [reject_rows(f, k, run_date) for k, f in outcomes.items()]
@@ -171,9 +174,55 @@ def load_datasets(spark: "SparkSession", settings: Settings, interactions: str,
             where = f"; rejected rows are in {rejects_path}" if rejects_path else ""
             raise DataError("; ".join(summary["failures"]) + where)
     except BaseException:
+        if shared is None:
+            for frame in outcomes.values():
+                frame.unpersist()
+        raise
+    valid = {kind: kept_rows(frame) for kind, frame in outcomes.items()}
+    # Shared outcomes are released when the shared block ends, not by each job.
+    return ValidatedDatasets(valid[INTERACTIONS], valid.get(ITEMS), valid.get(USERS), summary,
+                             cached=tuple(outcomes.values()) if shared is None else ())
+
+
+def _validate_each(raw_frames: dict, paths: dict, by_kind: dict, limits, max_ts: int,
+                   window_end: Optional[int]) -> tuple[dict, dict]:
+    """Flag and cache every dataset's rows (the one scan of each input); their summaries."""
+    outcomes: dict[str, DataFrame] = {}
+    summaries = {}
+    try:
+        for kind, raw in raw_frames.items():
+            with logs.stage(log, f"validate_{kind}") as info:
+                flagged = flag_rows(raw, kind, by_kind.get(kind), limits, max_ts, window_end=window_end)
+                outcomes[kind] = outcome_rows(flagged, kind).persist()
+                # The one scan of the input: this aggregation fills the cache (and unreadable
+                # content surfaces here).
+                try:
+                    summaries[kind] = summarize(outcomes[kind], kind, paths[kind], limits)
+                except Exception as exc:
+                    raise read_failure(exc, kind, paths[kind]) from exc
+                info.update(rows=summaries[kind]["rows_read"], rejected=summaries[kind]["rows_rejected"],
+                            after_run_date=summaries[kind][ROWS_AFTER_RUN_DATE])
+    except BaseException:
         for frame in outcomes.values():
             frame.unpersist()
         raise
-    valid = {kind: kept_rows(frame) for kind, frame in outcomes.items()}
-    return ValidatedDatasets(valid[INTERACTIONS], valid.get(ITEMS), valid.get(USERS), summary,
-                             cached=tuple(outcomes.values()))
+    return outcomes, summaries
+
+
+@contextlib.contextmanager
+def shared_validation() -> Iterator[None]:
+    """Within this block, :func:`load_datasets` called again with the same datasets, schemas,
+    renames, run date and ``[validation]`` settings reuses the rows validated the first time
+    instead of reading and validating the input again; those caches are released when the block
+    ends. The nightly pipeline (``batchrec run``) runs its stages in one: ``validate`` and
+    ``train`` read the same datasets, and train then sees exactly the rows validate reported on.
+    """
+    shared: dict = {}
+    token = _SHARED.set(shared)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+        for outcomes, _ in shared.values():
+            for frame in outcomes.values():
+                frame.unpersist()
