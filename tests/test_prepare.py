@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter, defaultdict
+
 import pytest
 
 from batchrec.columns import CONFIDENCE, ITEM_ID, TIMESTAMP, USER_ID
@@ -128,6 +131,29 @@ def test_history_cap_keeps_each_users_most_recent_events(spark):
         ("u3", "a"): 1.0, ("u3", "c"): 1.0,
         ("u4", "d"): 2.0,
     }
+
+
+def test_history_cap_above_the_95th_percentile_sorts_only_long_histories_and_keeps_the_same_rows(spark):
+    """Past the 95th percentile only the users over the cap are windowed; the kept events are those
+    a per-user sort by (time desc, item, event type) keeps, as for lower percentiles."""
+    rng = random.Random(3)
+    rows = []
+    for u in range(120):
+        for _ in range(1 + int(rng.expovariate(1 / 6))):
+            rows.append((f"u{u:03d}", f"i{rng.randrange(30):02d}", rng.choice(["click", "buy"]), None,
+                         rng.randrange(20)))
+    df = spark.createDataFrame(rows, SCHEMA)
+    percentile = 0.97
+    cap = history_cap(df, percentile)
+    by_user = defaultdict(list)
+    for row in rows:
+        by_user[row[0]].append(row)
+    expected = Counter(r for events in by_user.values()
+                       for r in sorted(events, key=lambda r: (-r[4], r[1], r[2]))[:cap])
+    assert sum(len(v) > cap for v in by_user.values()) > 0  # some histories are cut
+    out = select_events(df, settings(max_user_history_length_percentile=percentile))
+    got = Counter((r.USER_ID, r.ITEM_ID, r.EVENT_TYPE, r.EVENT_VALUE, r.TIMESTAMP) for r in out.collect())
+    assert got == expected
 
 
 def test_history_cap_at_top_percentiles_keeps_everything(spark):
