@@ -147,3 +147,15 @@ def test_batch_jobs_keep_the_current_table_with_current(spark, tmp_path, capsys)
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "--current" in err[0] and "--output" in err[0], err
     assert rows(history) == before and rows(current) == expected
+
+    # --current-delete-absent: a later run for u1 only deletes the other users' lists.
+    assert main(common + ["--run-date", D3.isoformat(), "--num-results", "1", "--input", str(one_user),
+                          "--current-delete-absent"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    third = rows(history, D3)
+    assert rows(current) == third and {r[4] for r in third} == {"u1"}
+    # Every earlier row but u1's first is gone: the other users' lists and u1's longer tail.
+    assert summary["current"]["deleted"] == len(expected) - len(third)
+    assert main(["recommend", "--solution", solution, "--output", str(history), "--current-delete-absent",
+                 "--run-date", D3.isoformat(), "--master", "local[2]"]) == 2
+    assert "--current-delete-absent needs --current" in capsys.readouterr().err

@@ -421,6 +421,9 @@ def _batch_options(func: Callable) -> Callable:
         click.option("--current", default=None,
                      help="Also merge the run into this Delta table holding each key's latest list "
                           "(one MERGE; a backfill never replaces a newer list)."),
+        click.option("--current-delete-absent", is_flag=True,
+                     help="With --current: also delete the keys of this solution that the run has no "
+                          "list for (users or items that left), unless their list is newer."),
     ]
     for option in reversed(options):
         func = option(func)

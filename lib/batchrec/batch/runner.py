@@ -126,13 +126,16 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
                   items: Optional[str] = None, data_format: str = "auto", job_settings: Any = None,
                   exclude_seen: bool = True, seen_event_types=(), users_per_batch: int = 2048,
                   dynamodb_table: Optional[str] = None, current: Optional[str] = None,
-                  users: Optional[str] = None,
-                  job_filter: Optional[eligibility.JobFilter] = None) -> dict:
+                  current_delete_absent: bool = False, users: Optional[str] = None,
+                  filter_expression: Optional[str] = None, filter_values: Optional[str] = None,
+                  filter_name: Optional[str] = None) -> dict:
     """Run ``job`` for ``run_date`` (the steps in the module docstring); returns the run summary.
 
-    ``job_filter`` (``--filter``): compiled after the requests are read (reading only the datasets
-    it uses: ``--items``/``--interactions``/``--users`` or those recorded with the version) and
-    before any scoring; a line whose ``"filterValues"`` cannot be used gets an ``error``.
+    The filter (``--filter``, ``--filter-values``, ``--filter-name``) is checked against the job's
+    ``filter_context`` before anything is read, compiled after the requests are read (reading only
+    the datasets it uses: ``--items``/``--interactions``/``--users`` or those recorded with the
+    version) and applied before any scoring; a line whose ``"filterValues"`` cannot be used gets an
+    ``error``.
 
     Raises:
         UsageError: the model's recipe cannot answer the job's question, or cannot apply a filter;
@@ -141,6 +144,12 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
         DataError: unreadable input or datasets, or an input file without a single usable line.
     """
     started = time.perf_counter()
+    if job.filter_context is None and (filter_expression or filter_name or filter_values):
+        raise UsageError(f"{job.command} takes no --filter")
+    job_filter = (None if job.filter_context is None else eligibility.job_filter_options(
+        settings.filters, job.filter_context, filter_expression, filter_values, filter_name, input_path))
+    if current_delete_absent and not current:
+        raise UsageError("--current-delete-absent needs --current: the table whose absent keys it deletes")
     solution = check_job_locations(spark, solution=solution, output=output, jsonl=jsonl,
                                    input_path=input_path, interactions=interactions, items=items,
                                    users=users, current=current)
@@ -148,8 +157,6 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
     with scoped_conf(spark, {ARROW_BATCH_CONF: users_per_batch}):
         version_ = registry.load_version(spark, solution, version, run_date=run_date)
         spec = catalogue.require(version_.recipe, job.capability, job.what)
-        if job_filter is not None and job.filter_context is None:
-            raise UsageError(f"{job.command} takes no --filter")
         if (job_filter is not None and job.filter_in_scorer
                 and not getattr(spec.scoring_module(), "APPLIES_FILTERS", False)):
             raise UsageError(f"recipe {spec.name} cannot apply --filter in {job.command} yet; filters "
@@ -215,7 +222,7 @@ def run_batch_job(spark, job: BatchJob, settings, run_date: dt.date, *, solution
             requests.unpersist()
         if current:
             summary["current"] = _update_current(spark, output, current, run_date, version_.solution,
-                                                 summary["rows"])
+                                                 summary["rows"], current_delete_absent)
         if dynamodb_table:
             from batchrec.sinks import dynamodb
 
@@ -250,9 +257,11 @@ def check_job_locations(spark, *, solution: str, output: str, jsonl: Optional[st
     return check_locations(spark, reads, writes)["--solution"]
 
 
-def _update_current(spark, output: str, current: str, run_date: dt.date, solution: str, rows: int) -> dict:
+def _update_current(spark, output: str, current: str, run_date: dt.date, solution: str, rows: int,
+                    delete_absent: bool = False) -> dict:
     """Merge the run just committed to ``output`` into the ``current`` table (its counts); a run
-    without rows changes nothing there (its keys keep their latest lists)."""
+    without rows changes nothing there (its keys keep their latest lists). ``delete_absent``: also
+    delete the solution's keys this run does not have."""
     if not rows:
         log.warning("current table %s left as it was: run %s of %s has no rows", current,
                     run_date.isoformat(), solution)
@@ -260,7 +269,8 @@ def _update_current(spark, output: str, current: str, run_date: dt.date, solutio
     from batchrec.sinks import current as current_sink
 
     with logs.stage(log, "update_current", path=current):
-        merged = current_sink.update_current(spark, output, current, run_date, solution)
+        merged = current_sink.update_current(spark, output, current, run_date, solution,
+                                             delete_absent=delete_absent)
     return {k: merged[k] for k in ("rows", "inserted", "updated", "deleted")}
 
 

@@ -68,7 +68,7 @@ JOB = BatchJob(
 
 def run(spark, settings, run_date: dt.date, *, solution: str, version: str = registry.LATEST,
         output: str, jsonl: Optional[str] = None, dynamodb_table: Optional[str] = None,
-        current: Optional[str] = None,
+        current: Optional[str] = None, current_delete_absent: bool = False,
         input_path: str, interactions: Optional[str] = None, items: Optional[str] = None,
         users: Optional[str] = None, data_format: str = "auto", filter_expression: Optional[str] = None,
         filter_values: Optional[str] = None, filter_name: Optional[str] = None) -> dict:
@@ -83,10 +83,11 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
         DataError: the input cannot be read or has no usable line.
     """
     rs = settings.recommend
-    job_filter = eligibility.job_filter_options(settings.filters, JOB.filter_context, filter_expression,
-                                                filter_values, filter_name, input_path)
     return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
                          dynamodb_table=dynamodb_table, current=current,
+                         current_delete_absent=current_delete_absent,
                          output=output, jsonl=jsonl, input_path=input_path, interactions=interactions,
                          items=items, users=users, data_format=data_format, job_settings=rs,
-                         exclude_seen=False, users_per_batch=rs.users_per_batch, job_filter=job_filter)
+                         exclude_seen=False, users_per_batch=rs.users_per_batch,
+                         filter_expression=filter_expression, filter_values=filter_values,
+                         filter_name=filter_name)

@@ -17,7 +17,7 @@ import datetime as dt
 from typing import Optional
 
 from batchrec import catalogue, registry
-from batchrec.batch import eligibility, inputs
+from batchrec.batch import inputs
 from batchrec.batch.runner import BatchJob, JobContext, all_owner_requests, run_batch_job
 from batchrec.batch.shapes import RECOMMENDATIONS
 from batchrec.columns import USER_ID
@@ -56,7 +56,7 @@ JOB = BatchJob(
 
 def run(spark, settings, run_date: dt.date, *, solution: str, version: str = registry.LATEST,
         output: str, jsonl: Optional[str] = None, dynamodb_table: Optional[str] = None,
-        current: Optional[str] = None,
+        current: Optional[str] = None, current_delete_absent: bool = False,
         interactions: Optional[str] = None,
         items: Optional[str] = None, users: Optional[str] = None, data_format: str = "auto",
         input_path: Optional[str] = None, filter_expression: Optional[str] = None,
@@ -77,11 +77,12 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     rs = settings.recommend
     check_num_results(rs.num_results)
     exploration.check_exploration(rs.exploration_weight, rs.exploration_item_age_cut_off)
-    job_filter = eligibility.job_filter_options(settings.filters, JOB.filter_context, filter_expression,
-                                                filter_values, filter_name, input_path)
     return run_batch_job(spark, JOB, settings, run_date, solution=solution, version=version,
                          dynamodb_table=dynamodb_table, current=current,
+                         current_delete_absent=current_delete_absent,
                          output=output, jsonl=jsonl, input_path=input_path, interactions=interactions,
                          items=items, users=users, data_format=data_format, job_settings=rs,
                          exclude_seen=rs.exclude_seen, seen_event_types=rs.exclude_event_types,
-                         users_per_batch=rs.users_per_batch, job_filter=job_filter)
+                         users_per_batch=rs.users_per_batch,
+                         filter_expression=filter_expression, filter_values=filter_values,
+                         filter_name=filter_name)

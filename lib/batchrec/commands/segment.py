@@ -21,7 +21,7 @@ from typing import Optional
 from pyspark.sql import DataFrame, functions as F
 
 from batchrec import catalogue, registry
-from batchrec.batch import eligibility, inputs
+from batchrec.batch import inputs
 from batchrec.batch.runner import BatchJob, JobContext, all_owner_requests, run_batch_job
 from batchrec.batch.shapes import QUERY, SEGMENT_ID, SEGMENTS
 from batchrec.columns import ITEM_ID, USER_ID
@@ -123,7 +123,7 @@ def request_kind(spark, input_path: Optional[str]) -> str:
 
 def run(spark, settings, run_date: dt.date, *, solution: str, version: str = registry.LATEST,
         output: str, jsonl: Optional[str] = None, dynamodb_table: Optional[str] = None,
-        current: Optional[str] = None,
+        current: Optional[str] = None, current_delete_absent: bool = False,
         input_path: Optional[str] = None,
         interactions: Optional[str] = None, items: Optional[str] = None, users: Optional[str] = None,
         data_format: str = "auto", filter_expression: Optional[str] = None,
@@ -141,11 +141,12 @@ def run(spark, settings, run_date: dt.date, *, solution: str, version: str = reg
     ss = settings.segment
     size_of(ss)  # a bad size fails before any work
     job = _job(request_kind(spark, input_path))
-    job_filter = eligibility.job_filter_options(settings.filters, job.filter_context, filter_expression,
-                                                filter_values, filter_name, input_path)
     return run_batch_job(spark, job, settings, run_date,
                          solution=solution, version=version,
-                         dynamodb_table=dynamodb_table, current=current, output=output, jsonl=jsonl,
+                         dynamodb_table=dynamodb_table, current=current,
+                         current_delete_absent=current_delete_absent, output=output, jsonl=jsonl,
                          input_path=input_path, interactions=interactions, items=items,
                          data_format=data_format, job_settings=ss, exclude_seen=ss.exclude_interacted,
-                         users=users, users_per_batch=ss.users_per_batch, job_filter=job_filter)
+                         users=users, users_per_batch=ss.users_per_batch,
+                         filter_expression=filter_expression, filter_values=filter_values,
+                         filter_name=filter_name)
