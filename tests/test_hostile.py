@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,34 @@ def test_one_solution_has_one_key_whatever_its_spelling(spark, tmp_path):
                                       [])["--solution"]
             for s in (str(solution), f"{solution}/", f"file://{solution}", f"file:{solution}//")}
     assert keys == {f"file:{solution}"}
+
+
+def test_a_rerun_under_another_spelling_of_the_solution_replaces_the_run(spark, capsys, popularity_solution,
+                                                                        tmp_path):
+    table = tmp_path / "recs"
+    for spelling in (str(popularity_solution), f"{popularity_solution}/", f"file://{popularity_solution}"):
+        code, _, err = cli(capsys, "recommend", *COMMON, "--solution", spelling, "--output", table,
+                           "--num-results", "2")
+        assert code == 0, err
+        rows = spark.read.format("delta").load(str(table)).collect()
+        assert {r.solution for r in rows} == {f"file:{popularity_solution}"}
+        per_user = Counter(r.user_id for r in rows)
+        assert set(per_user.values()) == {2}, spelling  # replaced, never 4 or 6 per user
+
+
+def test_an_empty_request_file_is_a_data_error_and_keeps_the_run(spark, capsys, popularity_solution, tmp_path):
+    table = tmp_path / "recs"
+    assert cli(capsys, "recommend", *COMMON, "--solution", popularity_solution, "--output", table)[0] == 0
+    before = sorted(map(tuple, spark.read.format("delta").load(str(table)).collect()))
+    for name, content in (("empty.jsonl", b""), ("blank.jsonl", b"\n  \n\n")):
+        source = tmp_path / name
+        source.write_bytes(content)
+        code, _, err = cli(capsys, "recommend", *COMMON, "--solution", popularity_solution, "--input", source,
+                           "--output", table)
+        assert code == 1
+        assert one_line(err) == (f"batchrec: error: --input {source}: no request line in it (empty or "
+                                 "blank); nothing was written")
+    assert sorted(map(tuple, spark.read.format("delta").load(str(table)).collect())) == before
 
 
 # --- 3. Request lines that are not exactly one JSON object ---------------------------------------

@@ -121,6 +121,52 @@ def test_request_reader_serves_exactly_the_strict_json_objects(spark, lines):
             assert parsed["output"] is None and parsed["error"] == row[inputs.ERROR]
 
 
+item_lists = st.lists(st.text(max_size=4) | st.integers(-5, 5) | st.none(), max_size=3) | json_values
+ranking_objects = st.builds(lambda user, items, extra: {"userId": user, "itemList": items, **extra},
+                            user_ids, item_lists,
+                            st.dictionaries(st.sampled_from(["x", "filterValues", "itemList"]), json_values,
+                                            max_size=1))
+item_objects = st.builds(lambda item, extra: {"itemId": item, **extra}, user_ids,
+                         st.dictionaries(st.sampled_from(["x", "userId"]), json_values, max_size=1))
+kind_lines = {
+    inputs.KIND_RANKING: st.one_of(st.builds(lambda o, t: (json.dumps(o) + t).encode(), ranking_objects, trailers),
+                                   no_newline_bytes, st.builds(lambda v: json.dumps(v).encode(), json_values)),
+    inputs.KIND_ITEMS: st.one_of(st.builds(lambda o, t: (json.dumps(o) + t).encode(), item_objects, trailers),
+                                 no_newline_bytes, st.builds(lambda v: json.dumps(v).encode(), json_values)),
+}
+
+
+@PROPERTY
+@given(kind=st.sampled_from(sorted(kind_lines)), data=st.data())
+def test_ranking_and_item_request_readers_answer_every_line_in_valid_json(spark, kind, data):
+    """Only batchrec's errors come out; every non-blank line is one row, served only when it is
+    exactly one JSON object; every output line is valid JSON echoing that object."""
+    lines = data.draw(st.lists(kind_lines[kind], min_size=1, max_size=8))
+    key, column = inputs.SUBJECT[kind]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "requests.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        try:
+            requests = inputs.read_requests(spark, str(path), kind).orderBy(inputs.POSITION)
+            rows = requests.collect()
+            recs = spark.createDataFrame([], f"{inputs.POSITION} long, rank int, ITEM_ID string, score double")
+            out = [r[0] for r in jsonl_sink.recommendation_lines(requests, recs, with_scores=True, key=inputs.POSITION)
+                   .orderBy(inputs.POSITION).select(jsonl_sink.VALUE).collect()]
+        except BatchrecError:
+            return
+    expected = [e for e in map(expected_request, lines) if e is not None]
+    assert len(rows) == len(expected) == len(out)
+    for row, line, raw in zip(rows, out, [x for x in lines if expected_request(x) is not None]):
+        parsed = strict_loads(line)
+        assert set(parsed) == {"input", "output", "error"}
+        if row[inputs.ERROR] is None:
+            source = strict_loads(raw.decode("utf-8"))  # served: exactly one JSON object
+            assert isinstance(source, dict) and parsed["input"] == source and parsed["error"] is None
+            assert row[column] == str(source[key])
+        else:
+            assert parsed["output"] is None and parsed["error"] == row[inputs.ERROR]
+
+
 # --- RFC 4180 CSV ---------------------------------------------------------------------------------
 
 HEADER = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"]

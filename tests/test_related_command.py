@@ -31,8 +31,10 @@ def test_related_items_come_from_co_occurrence_and_unknown_items_get_popular_one
     out, lines = str(tmp_path / "related"), tmp_path / "lines"
     summary = related.run(spark, settings, RUN_DATE, solution=solution, output=out, jsonl=str(lines),
                           input_path=str(source))
-    rows = sorted((r.item_id, r.rank, r.related_item_id, r.reason)
-                  for r in spark.read.format("delta").load(out).collect())
+    table = spark.read.format("delta").load(out)
+    assert table.columns == ["run_date", "solution", "solution_version", "recipe", "item_id", "rank",
+                             "related_item_id", "score", "reason"]
+    rows = sorted((r.item_id, r.rank, r.related_item_id, r.reason) for r in table.collect())
     by_item = {}
     for item, rank, other, reason in rows:
         by_item.setdefault(item, []).append((other, reason))

@@ -14,6 +14,7 @@ from batchrec import cli, registry
 from batchrec.commands import segment
 from batchrec.config import SegmentSettings, Settings
 from batchrec.recipes import TrainedModel
+from batchrec.scoring.attribute_query import attribute_segment_id
 
 from test_recommend import ITEMS, USERS, artifacts
 
@@ -71,15 +72,26 @@ def test_attribute_segments_score_the_mean_item_vector(spark, tmp_path, solution
     source = tmp_path / "attributes.jsonl"
     source.write_text('{"itemAttributes": "ITEMS.GENRES = \\"Comedy\\""}\n'
                       '{"itemAttributes": "ITEMS.GENRES = "}\n')
-    out = str(tmp_path / "segments")
+    out, lines = str(tmp_path / "segments"), tmp_path / "lines"
     summary = segment.run(spark, settings(num_results=2), RUN_DATE, solution=solution, output=out,
-                          input_path=str(source))
-    rows = sorted(spark.read.format("delta").load(out).collect(), key=lambda r: r.rank)
+                          jsonl=str(lines), input_path=str(source))
+    table = spark.read.format("delta").load(out)
+    assert table.columns == ["run_date", "solution", "solution_version", "recipe", "segment_id", "query",
+                             "rank", "user_id", "score"]
+    rows = sorted(table.collect(), key=lambda r: r.rank)
     comedy = np.mean([ITEMS[i][1] for i in ("a", "d", "e")], axis=0)
     expected = sorted((-float(np.dot(v, comedy)), u) for u, v in USERS.items())[:2]
     assert [(r.user_id, pytest.approx(r.score)) for r in rows] == [(u, -s) for s, u in expected]
     assert {r.query for r in rows} == {'ITEMS.GENRES = "Comedy"'}
+    # The same query spelled otherwise (spacing, a repeated condition) has the same stable ID.
+    same = attribute_segment_id('ITEMS.GENRES  =  "Comedy" AND ITEMS.GENRES = "Comedy"')
+    assert {r.segment_id for r in rows} == {same} and same.startswith("attributes-")
     assert summary["errors"] == 1  # the query without a value
+    out_lines = [json.loads(x) for f in sorted(lines.glob("*")) if not f.name.startswith(("_", "."))
+                 for x in f.read_text().splitlines()]
+    assert out_lines[0] == {"input": {"itemAttributes": 'ITEMS.GENRES = "Comedy"'},
+                            "output": {"usersList": [u for _, u in expected]}, "error": None}
+    assert out_lines[1]["output"] is None and out_lines[1]["error"]
 
 
 def test_an_empty_request_file_writes_nothing_and_keeps_the_run_date(spark, tmp_path, solution, capsys):

@@ -54,7 +54,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from batchrec import catalogue
-from batchrec.columns import CONFIDENCE, ITEM_ID, ITEM_IDX, NEIGHBOUR_ID, TIMESTAMP, USER_ID, USER_IDX
+from batchrec.columns import CONFIDENCE, ITEM_ID, ITEM_IDX, NEIGHBOUR_ID, TIMESTAMP, USER_ID
 from batchrec.datasets.prepare import PERCENTILE_ACCURACY
 from batchrec.errors import UsageError
 

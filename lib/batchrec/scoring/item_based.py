@@ -277,8 +277,6 @@ def _pairs(lists: pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 def _score_block(block: pa.RecordBatch, model: ItemModel, pos_of: np.ndarray, popular: np.ndarray,
                  popular_pos_of: np.ndarray, k: int, schema: pa.Schema) -> pa.RecordBatch:
-    import scipy.sparse as sp
-
     b, m = block.num_rows, model.size
     x = _histories(block.column(1), pos_of, m)
     if model.dense is not None:
