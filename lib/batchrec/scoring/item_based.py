@@ -177,10 +177,7 @@ def rank_items(model, requests: DataFrame, users_per_batch: int) -> DataFrame:
 
     item_model = load_item_model(model.spec.scorer_options["kind"], model.artifacts)
     known = np.flatnonzero(np.array([i is not None for i in item_model.item_ids], dtype=bool))
-    n_index = len(item_model.item_ids)
-    position = np.full(n_index, -1, dtype=np.int64)
-    inside = item_model.model_idx < n_index
-    position[item_model.model_idx[inside]] = np.flatnonzero(inside)
+    position = _model_positions(item_model)
     fallback = popular_fallback(model.artifacts)
     frame = with_history(model.artifacts, requests.select(inputs.POSITION, USER_ID, inputs.ITEM_LIST))
     payload = requests.sparkSession.sparkContext.broadcast(
@@ -224,6 +221,14 @@ def _rank_block(block: pa.RecordBatch, model: ItemModel, id_index, idx_of: np.nd
     return ranking.order_block(block, parent, names, scores, scored, known_user, tie, list_index, list_reasons)
 
 
+def _model_positions(model: ItemModel) -> np.ndarray:
+    """The model position of every item index (-1 for items outside the model)."""
+    n_index = max(len(model.item_ids), int(model.model_idx.max()) + 1 if model.size else 0)
+    position = np.full(n_index, -1, dtype=np.int64)
+    position[model.model_idx] = np.arange(model.size)
+    return position
+
+
 def _histories(column: pa.Array, pos_of: np.ndarray, m: int):
     """The block's histories as a sparse float32 (rows x model items) matrix; items outside the
     model are left out."""
@@ -243,9 +248,8 @@ def score_users(frame: DataFrame, model: ItemModel, k: int,
     module docstring); null history means popular items only."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    n_index = max(len(model.item_ids), int(model.model_idx.max()) + 1 if model.size else 0)
-    position = np.full(n_index, -1, dtype=np.int64)
-    position[model.model_idx] = np.arange(model.size)
+    position = _model_positions(model)
+    n_index = len(position)
     popular_position = np.full(n_index, -1, dtype=np.int64)
     popular = model.popular[(model.popular >= 0) & (model.popular < n_index)]
     _, first = np.unique(popular, return_index=True)
