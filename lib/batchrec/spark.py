@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+DELTA_SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
 CACHE_DIR_ENV = "BATCHREC_CACHE_DIR"
 # Set by spark-submit for the Python driver it launches: the JVM is already up.
 SPARK_SUBMIT_GATEWAY_ENV = "PYSPARK_GATEWAY_PORT"
@@ -178,6 +179,9 @@ def _embedded_builder(
         .config("spark.driver.memory", settings.driver_memory)
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        # Delta rebuilds a table's state from its log in 50 tasks by default, sized for clusters;
+        # an embedded session has a few cores, where the tasks' overhead is most of the time.
+        .config(DELTA_SNAPSHOT_PARTITIONS, str(settings.shuffle_partitions))
         .config("spark.sql.extensions", DELTA_EXTENSION)
         .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
         .config("spark.ui.enabled", "false")

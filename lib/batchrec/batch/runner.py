@@ -343,10 +343,12 @@ def _write(spark, job: BatchJob, version_, run_date, result: DataFrame, requests
     out = {source: name for source, name, _ in shape.columns}
     committed = (spark.read.format("delta").load(output)
                  .where(runs.run_filter(run_date, version_.solution)))
-    backfilled = (F.when(F.col(out[REASON]) == REASON_POPULAR, F.col(out[shape.owner])) if REASON in out
-                  else F.lit(None))
-    counts = committed.agg(F.countDistinct(out[shape.owner]).alias("with_results"),
-                           F.countDistinct(backfilled).alias("backfilled")).first()
+    popular = (F.col(out[REASON]) == REASON_POPULAR).cast("int") if REASON in out else F.lit(0)
+    # One grouping by owner, not two distinct counts: a distinct count each would expand and
+    # shuffle every row twice.
+    counts = (committed.where(F.col(out[shape.owner]).isNotNull())
+              .groupBy(out[shape.owner]).agg(F.max(popular).alias("popular"))
+              .agg(F.count(F.lit(1)).alias("with_results"), F.sum("popular").alias("backfilled")).first())
     if jsonl:
         with logs.stage(log, "write_jsonl", path=jsonl):
             lines = jsonl_sink.recommendation_lines(requests, result, with_scores=with_scores,
@@ -355,7 +357,7 @@ def _write(spark, job: BatchJob, version_, run_date, result: DataFrame, requests
                                            unnamed=jsonl_sink.unnamed_output(job.request_kind))
     owner = shape.owner.lower().replace("_id", "s")  # USER_ID -> users, ITEM_ID -> items, segment_id -> segments
     return {f"{owner}_with_results": int(counts["with_results"]), "rows": rows,
-            f"backfilled_{owner}": int(counts["backfilled"]), "jsonl_files": files}
+            f"backfilled_{owner}": int(counts["backfilled"] or 0), "jsonl_files": files}
 
 
 def all_owner_requests(frame: DataFrame, key: str, json_key: str) -> DataFrame:

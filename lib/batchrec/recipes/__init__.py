@@ -61,6 +61,9 @@ class TrainingData:
     reference_time: Optional[int]
     checkpoint_dir: Optional[str] = None
     items: Optional[DataFrame] = None  # the validated Items dataset, for recipes that use metadata
+    # (users, items, user-item pairs) of ``prepared``, counted while indexing: the maps index
+    # exactly these users and items as 0..n-1, so recipes can size their problem without a job
+    sizes: Optional[tuple[int, int, int]] = None
     cached: list = field(default_factory=list, repr=False)
 
     def keep(self, df: DataFrame) -> DataFrame:
@@ -152,7 +155,8 @@ def train_recipe(
         catalogue.ITEM_STATS: item_stats(events, item_map, items),
         catalogue.SEEN_ITEMS: seen_items(interactions),
     }
-    data = TrainingData(events, prepared, user_map, item_map, int(reference_time), checkpoint_dir, items)
+    data = TrainingData(events, prepared, user_map, item_map, int(reference_time), checkpoint_dir, items,
+                        sizes=(stats["users"], stats["items"], stats["user_item_pairs"]))
     with logs.stage(log, "train", recipe=recipe):
         own_artifacts, own_stats = spec.training_module().train(spark, data, resolved)
     artifacts.update(own_artifacts)

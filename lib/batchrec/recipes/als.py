@@ -91,10 +91,15 @@ def train(spark, data, params: dict) -> tuple[dict, dict]:
     if params["solver"] == CG:
         from batchrec.recipes import als_cg
 
-        problem = als_cg.plan(rated, params)
+        problem = als_cg.plan(rated, params, data.sizes)
         reason = als_cg.check_fallback(problem, params)
         if reason is None:
-            result = als_cg.fit(spark, rated, params, (user_blocks, item_blocks), problem)
+            # Grouped twice (by user and by item): joined with the maps once.
+            rated = rated.persist()
+            try:
+                result = als_cg.fit(spark, rated, params, (user_blocks, item_blocks), problem)
+            finally:
+                rated.unpersist()
             stats.update(solver_used=CG, cg_loss=[round(v, 6) for v in result.loss],
                          cg_seconds=[round(v, 3) for v in result.seconds])
             return {

@@ -125,8 +125,14 @@ class _Solved:
     penalty: float
 
 
-def plan(rated: DataFrame, params: dict) -> Plan:
-    """Count the problem (one aggregation) and size its broadcast against ``cgMaxBroadcastMb``."""
+def plan(rated: DataFrame, params: dict, sizes: Optional[tuple[int, int, int]] = None) -> Plan:
+    """Size the problem's broadcast against ``cgMaxBroadcastMb``.
+
+    ``sizes`` is (users, items, ratings) when the caller counted them already (training indexes
+    users and items as 0..n-1); without it, one aggregation over ``rated`` counts them.
+    """
+    if sizes is not None:
+        return Plan(*sizes, params["rank"], params["cgMaxBroadcastMb"])
     row = rated.agg(F.max(USER_IDX), F.max(ITEM_IDX), F.count(F.lit(1))).first()
     n_users = 0 if row[0] is None else int(row[0]) + 1
     n_items = 0 if row[1] is None else int(row[1]) + 1
