@@ -220,6 +220,33 @@ def test_train_recipe_with_cg_exports_the_factor_artifacts(spark):
     model.release()
 
 
+def test_the_sizes_counted_while_indexing_are_the_rated_problems_sizes(spark, monkeypatch):
+    """cg takes its problem's sizes from the index counts instead of counting the rated pairs:
+    they must agree with that count when preparation drops users and items (event types) and
+    trims histories (the cap)."""
+    R = (random_ratings(seed=6) > 0).astype(float)
+    users, items = np.nonzero(R)
+    # user 0's and item 1's events are all views, which the event-type rule drops
+    rows = [(f"u{u:02d}", f"i{i:02d}", "view" if u == 0 or i == 1 else "click", None, int(u * 100 + i))
+            for u, i in zip(users, items)]
+    events = spark.createDataFrame(rows, EVENTS)
+    prepare = PrepareSettings(event_types=("click",), max_user_history_length_percentile=0.5)
+    seen = {}
+    real_fit = als_cg.fit
+
+    def fit(spark_, rated, params, blocks, problem=None):
+        seen["given"], seen["counted"] = problem, als_cg.plan(rated, params)
+        return real_fit(spark_, rated, params, blocks, problem)
+
+    monkeypatch.setattr(als_cg, "fit", fit)
+    params = resolve_params("user-personalization", Settings(), {"solver": "cg", "rank": 4, "maxIter": 2})
+    model = train_recipe(spark, "user-personalization", events, prepare, params)
+    model.release()
+    assert seen["given"] == seen["counted"]
+    assert seen["given"].n_users == N_USERS - 1 and seen["given"].n_items == N_ITEMS - 1
+    assert seen["given"].ratings < int(R.sum()) - int(R[0].sum()) - int(R[:, 1].sum()) + int(R[0, 1])
+
+
 def test_too_large_a_broadcast_falls_back_to_mllib_and_says_why(spark, caplog):
     R = (random_ratings(seed=6) > 0).astype(float)
     # 30 users x rank 4 x 4 bytes = 480 bytes, above a 0.0001 MB (105 bytes) limit
