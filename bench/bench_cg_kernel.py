@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
     from implicit.cpu import _als
 
-    from batchrec.recipes.als_cg_kernel import CsrChunk, chunk_bounds, initial_factors, solve_chunk
+    from batchrec.recipes.als_cg_kernel import initial_factors, solve_chunk
 
     rng = np.random.default_rng(0)
     users = rng.integers(0, args.users, args.ratings)
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         fixed = initial_factors(matrix.shape[1], args.rank, 1) * 0.1
         start = initial_factors(matrix.shape[0], args.rank, 2) * 0.1
         gram = fixed.astype(np.float64).T @ fixed.astype(np.float64)
-        chunks = _chunks(matrix, args.rank, CsrChunk, chunk_bounds)
+        chunks = _chunks(matrix, args.rank)
         confidences = matrix.copy()
         confidences.data = (1.0 + confidences.data).astype(np.float32)
 
@@ -90,12 +90,15 @@ def main(argv=None) -> int:
     return 0
 
 
-def _chunks(matrix, rank, chunk_type, bounds):
+def _chunks(matrix, rank):
+    """The rows of a CSR matrix as the kernel's chunks, split as an executor splits them."""
+    from batchrec.recipes.als_cg_kernel import CsrChunk, chunk_bounds
+
     indptr = matrix.indptr.astype(np.int64)
     out = []
-    for first, last in bounds(indptr, rank):
+    for first, last in chunk_bounds(indptr, rank):
         low, high = indptr[first], indptr[last]
-        out.append(chunk_type(np.arange(first, last, dtype=np.int32),
+        out.append(CsrChunk(np.arange(first, last, dtype=np.int32),
                               (indptr[first:last + 1] - low).astype(np.int32),
                               matrix.indices[low:high].astype(np.int32),
                               matrix.data[low:high].astype(np.float32)))
