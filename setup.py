@@ -28,6 +28,8 @@ setup(
         "numpy>=1.24",
         # sparse products (cg ALS kernel, co-occurrence, item-based scoring), LAPACK's Cholesky (ease)
         "scipy>=1.11",
+        # the cg ALS solver's compiled kernel (recipes/als_cg_numba.py); numba pins its numpy range
+        "numba>=0.60",
         # pyspark 4.0's Arrow conversions are written for pandas 2 (pandas 3 warns on every batch).
         "pandas>=2.0,<3",
         "boto3>=1.28",
@@ -37,7 +39,9 @@ setup(
     extras_require={
         # moto's server mode is one of the two DynamoDB-compatible servers the export tests run.
         "test": ["pytest>=7.4", "deltalake>=0.20", "matplotlib>=3.7", "hypothesis>=6.100,<7",
-                 "moto[server]==5.2.5"],
+                 "moto[server]==5.2.5",
+                 # an independent CG kernel the cg kernels are checked against (tests/test_bench_cg_kernel.py)
+                 "implicit==0.7.3"],
         "report": ["matplotlib>=3.7"],
         # bench/bench_train.py's single-node reference (its CPU kernel ships as a wheel)
         "bench": ["implicit==0.7.3"],

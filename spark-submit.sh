@@ -8,7 +8,7 @@
 #
 # Options (before JOB):
 #   --pack-env    also build build/env.tar.gz with venv-pack: a virtual environment holding batchrec's
-#                 Python dependencies (numpy, pyarrow, scipy, pandas, boto3, click; no pyspark), shipped
+#                 Python dependencies (numpy, pyarrow, scipy, numba, pandas, boto3, click; no pyspark), shipped
 #                 with --archives build/env.tar.gz#environment and spark.pyspark.python=
 #                 ./environment/bin/python, for clusters whose executors lack them (BATCHREC_PACK_ENV=1)
 #   --ship-jars   ship the Delta jars already resolved in the local cache (~/.cache/batchrec) with

@@ -1,17 +1,20 @@
-"""Benchmark: the cg solver's numpy kernel against the ``implicit`` package's compiled CG kernel.
+"""Benchmark: the cg solver's kernels (numba, numpy) against the ``implicit`` package's CG kernel.
 
-Both update every row of one side once (a half-iteration) with 3 conjugate-gradient steps from the
-same start, on the same CSR ratings, in one thread (BLAS limited to one thread; Spark runs one
+Each updates every row of one side once (a half-iteration) with 3 conjugate-gradient steps from
+the same start, on the same CSR ratings, in one thread (BLAS limited to one thread; Spark runs one
 Python worker per core, so one thread is the per-core comparison):
 
-* ``batchrec``: :func:`batchrec.recipes.als_cg_kernel.solve_chunk` over the rows split by
-  :func:`~batchrec.recipes.als_cg_kernel.chunk_bounds`, as an executor runs it;
+* ``numba`` and ``numpy``: :func:`batchrec.recipes.als_cg_numba.solve_chunk` and
+  :func:`batchrec.recipes.als_cg_kernel.solve_chunk` over the rows split by
+  :func:`~batchrec.recipes.als_cg_kernel.chunk_bounds`, as an executor runs them (numba's
+  compilation happens in a warm-up call, untimed: a Python worker compiles once, or loads the
+  on-disk cache);
 * ``implicit``: ``implicit.cpu._als._least_squares_cg`` (the kernel behind
   ``AlternatingLeastSquares``), with one thread.
 
 Both use constant regularization so the two solve the same systems (batchrec's confidence
 ``1 + alpha·r`` with alpha 1 is ``implicit``'s ``1 + r``), and the script reports the largest
-difference between the two results as a check that the work is the same. Ratings: ``--users`` x
+difference between each kernel's result and ``implicit``'s as a check that the work is the same. Ratings: ``--users`` x
 ``--items`` with ``--ratings`` pairs drawn with Zipf-distributed item popularity (seed 0); the
 user side (many short rows) and the item side (few long rows) are both timed, best of
 ``--repeats``. Usage::
@@ -43,7 +46,8 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
     from implicit.cpu import _als
 
-    from batchrec.recipes.als_cg_kernel import initial_factors, solve_chunk
+    from batchrec.recipes import als_cg_kernel, als_cg_numba
+    from batchrec.recipes.als_cg_kernel import initial_factors
 
     rng = np.random.default_rng(0)
     users = rng.integers(0, args.users, args.ratings)
@@ -61,10 +65,12 @@ def main(argv=None) -> int:
         confidences = matrix.copy()
         confidences.data = (1.0 + confidences.data).astype(np.float32)
 
-        def ours():
-            return np.concatenate([
-                solve_chunk(c, start[c.rows], fixed, gram, alpha=1.0, reg_param=args.reg,
-                            regularization="constant", steps=3).factors for c in chunks])
+        def ours(kernel):
+            def run():
+                return np.concatenate([
+                    kernel.solve_chunk(c, start[c.rows], fixed, gram, alpha=1.0, reg_param=args.reg,
+                                       regularization="constant", steps=3).factors for c in chunks])
+            return run
 
         def theirs():
             out = start.copy()
@@ -74,18 +80,21 @@ def main(argv=None) -> int:
 
         timings = {}
         with threadpool_limits(1, "blas"):
-            for name, fn in (("batchrec", ours), ("implicit", theirs)):
+            kernels = (("numba", ours(als_cg_numba)), ("numpy", ours(als_cg_kernel)), ("implicit", theirs))
+            for name, fn in kernels:
+                fn()  # warm-up: numba compiles (or loads its cache) on the first call
                 best = float("inf")
                 for _ in range(args.repeats):
                     began = time.perf_counter()
                     factors = fn()
                     best = min(best, time.perf_counter() - began)
-                timings[name] = (round(best, 3), factors)
-        difference = float(np.abs(timings["batchrec"][1] - timings["implicit"][1]).max())
-        result[side] = {"rows": int(matrix.shape[0]), "batchrec_s": timings["batchrec"][0],
-                        "implicit_s": timings["implicit"][0],
-                        "ratio": round(timings["batchrec"][0] / timings["implicit"][0], 2),
-                        "largest_factor_difference": difference}
+                timings[name] = (best, factors)
+        reference_s, reference = timings["implicit"]
+        result[side] = {"rows": int(matrix.shape[0]), "implicit_s": round(reference_s, 4)}
+        for name in ("numba", "numpy"):
+            seconds, factors = timings[name]
+            result[side].update({f"{name}_s": round(seconds, 4), f"{name}_ratio": round(seconds / reference_s, 2),
+                                 f"{name}_largest_factor_difference": float(np.abs(factors - reference).max())})
     print(json.dumps(result, indent=2))
     return 0
 

@@ -12,7 +12,8 @@ from batchrec.config import PrepareSettings, Settings
 from batchrec.errors import UsageError
 from batchrec import catalogue
 from batchrec.recipes import als, als_cg, resolve_params, train_recipe
-from batchrec.recipes.als_cg_kernel import CsrChunk, chunk_bounds, initial_factors, solve_chunk
+from batchrec.recipes import als_cg_kernel, als_cg_numba
+from batchrec.recipes.als_cg_kernel import CsrChunk, chunk_bounds, initial_factors
 
 EVENTS = "USER_ID string, ITEM_ID string, EVENT_TYPE string, EVENT_VALUE double, TIMESTAMP long"
 N_USERS, N_ITEMS = 30, 24
@@ -61,10 +62,19 @@ def chunk_of(R):
                     R[rows, cols].astype(np.float32))
 
 
-# ---------------------------------------------------------------- kernel
+# ---------------------------------------------------------------- kernels
+
+KERNELS = {"numpy": als_cg_kernel.solve_chunk, "numba": als_cg_numba.solve_chunk}
+
+
+@pytest.fixture(params=sorted(KERNELS))
+def solve_chunk(request):
+    """Each cg kernel in turn: the same tests hold for both."""
+    return KERNELS[request.param]
+
 
 @pytest.mark.parametrize("regularization", ["scaled", "constant"])
-def test_enough_cg_steps_reach_the_dense_solution(regularization):
+def test_enough_cg_steps_reach_the_dense_solution(regularization, solve_chunk):
     R = random_ratings(negative=True)
     rank, alpha, reg = 5, 2.0, 0.1
     Y = np.random.default_rng(0).standard_normal((N_ITEMS, rank)).astype(np.float32)
@@ -80,7 +90,7 @@ def test_enough_cg_steps_reach_the_dense_solution(regularization):
     assert errors[0] > errors[1] > errors[2]  # each step gets closer; one step is far off
 
 
-def test_chunk_loss_is_its_rows_part_of_the_objective():
+def test_chunk_loss_is_its_rows_part_of_the_objective(solve_chunk):
     R = random_ratings()
     rank, alpha, reg = 4, 1.5, 0.05
     Y = np.random.default_rng(1).standard_normal((N_ITEMS, rank)).astype(np.float32)
@@ -96,13 +106,35 @@ def test_chunk_loss_is_its_rows_part_of_the_objective():
     assert np.allclose(result.gram, X.T.astype(float) @ X, rtol=1e-6)
 
 
-def test_warm_start_at_the_solution_stays_there():
+def test_warm_start_at_the_solution_stays_there(solve_chunk):
     R = random_ratings()
     Y = np.random.default_rng(2).standard_normal((N_ITEMS, 3)).astype(np.float32)
     exact = dense_solve(R, Y, 1.0, 0.1).astype(np.float32)
     got = solve_chunk(chunk_of(R), exact, Y, Y.T.astype(np.float64) @ Y, alpha=1.0, reg_param=0.1,
                       regularization="scaled", steps=3).factors
     assert np.abs(got - exact).max() < 1e-4 * np.abs(exact).max()
+
+
+@pytest.mark.parametrize("regularization", ["scaled", "constant"])
+def test_the_numba_kernel_takes_the_numpy_kernels_steps(regularization):
+    """Few steps from a warm start (far from converged, so every step shows) on a skewed problem."""
+    rng = np.random.default_rng(11)
+    n_rows, n_fixed, rank = 400, 300, 32
+    counts = np.minimum(rng.zipf(1.6, n_rows), n_fixed)
+    indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+    indices = np.concatenate([np.sort(rng.choice(n_fixed, c, replace=False)) for c in counts]).astype(np.int32)
+    ratings = rng.choice(np.array([-1.0, 1.0, 2.0, 5.0], np.float32), indptr[-1])
+    chunk = CsrChunk(np.arange(n_rows, dtype=np.int32), indptr, indices, ratings)
+    Y = (rng.standard_normal((n_fixed, rank)) / 4).astype(np.float32)
+    start = (rng.standard_normal((n_rows, rank)) / 4).astype(np.float32)
+    args = (chunk, start, Y, Y.T.astype(np.float64) @ Y)
+    kwargs = {"alpha": 0.7, "reg_param": 0.2, "regularization": regularization, "steps": 3}
+    expected, got = als_cg_kernel.solve_chunk(*args, **kwargs), als_cg_numba.solve_chunk(*args, **kwargs)
+    assert np.abs(got.factors - expected.factors).max() < 1e-4 * np.abs(expected.factors).max()
+    assert np.abs(got.factors - start).max() > 0.1  # the steps moved the rows
+    assert got.loss == pytest.approx(expected.loss, rel=1e-5)
+    assert got.penalty == pytest.approx(expected.penalty, rel=1e-5)
+    assert np.allclose(got.gram, expected.gram, rtol=1e-4, atol=1e-6)
 
 
 def test_chunk_bounds_keep_rows_whole_within_the_budget():
@@ -178,6 +210,46 @@ def test_constant_regularization_matches_the_dense_solve(spark):
     assert np.abs(fitted.user_factors - U).max() < 1e-3 * np.abs(U).max()
 
 
+def loop_reference(R, params, blocks_free_steps):
+    """The cg fit's sequence in one process: items then users each iteration, each side's first
+    solve from zero and later ones from its last factors, with the numpy kernel on whole sides."""
+    settings = {"alpha": params["alpha"], "reg_param": params["regParam"],
+                "regularization": params["regularization"], "steps": blocks_free_steps}
+    U = initial_factors(R.shape[0], params["rank"], params["seed"])
+    V = np.zeros((R.shape[1], params["rank"]), np.float32)
+    for iteration in range(params["maxIter"]):
+        V = als_cg_kernel.solve_chunk(chunk_of(R.T), V if iteration else 0 * V, U,
+                                      U.T.astype(np.float64) @ U, **settings).factors
+        U = als_cg_kernel.solve_chunk(chunk_of(R), U if iteration else 0 * U, V,
+                                      V.T.astype(np.float64) @ V, **settings).factors
+    return U, V
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_each_stage_warm_starts_from_the_sides_last_factors(spark, kernel):
+    """One CG step per solve is far from converged, so every warm start shows in the result; more
+    partitions than items leaves some partitions empty."""
+    R = random_ratings(seed=8, negative=True)
+    params = {**PARAMS, "maxIter": 3, "cgSteps": 1, "cgKernel": kernel}
+    fitted = als_cg.fit(spark, rated_frame(spark, R), params, blocks=(4, N_ITEMS + 9))
+    U, V = loop_reference(R, params, blocks_free_steps=1)
+    assert np.abs(fitted.item_factors - V).max() < 1e-4 * np.abs(V).max()
+    assert np.abs(fitted.user_factors - U).max() < 1e-4 * np.abs(U).max()
+    cold, _ = loop_reference(R, {**params, "maxIter": 1}, blocks_free_steps=1)
+    assert np.abs(fitted.user_factors - cold).max() > 0.1 * np.abs(U).max()  # the iterations moved on
+
+
+def test_kernel_auto_is_numba_when_it_imports_else_numpy_with_a_warning(monkeypatch, caplog):
+    assert als_cg.kernel_name({"cgKernel": "auto"}) == "numba"
+    assert als_cg.kernel_name({"cgKernel": "numpy"}) == "numpy"
+    monkeypatch.setattr(als_cg_numba, "available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="batchrec.recipes.als_cg"):
+        assert als_cg.kernel_name({"cgKernel": "auto"}) == "numpy"
+    assert any("numba is not installed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(UsageError, match="cgKernel=numba needs the numba package"):
+        als_cg.kernel_name({"cgKernel": "numba"})
+
+
 def test_rows_without_ratings_are_not_exported(spark):
     R = random_ratings()
     rated = rated_frame(spark, R).where(f"{USER_IDX} != 4")  # user 4 has no rating left
@@ -249,12 +321,12 @@ def test_the_sizes_counted_while_indexing_are_the_rated_problems_sizes(spark, mo
 
 def test_too_large_a_broadcast_falls_back_to_mllib_and_says_why(spark, caplog):
     R = (random_ratings(seed=6) > 0).astype(float)
-    # 30 users x rank 4 x 4 bytes = 480 bytes, above a 0.0001 MB (105 bytes) limit
+    # (30 users + 24 items) x rank 4 x 4 bytes = 864 bytes, above a 0.0001 MB (105 bytes) limit
     params = {"solver": "cg", "rank": 4, "maxIter": 2, "cgMaxBroadcastMb": 0.0001, "checkpointInterval": -1}
     with caplog.at_level(logging.WARNING, logger="batchrec.recipes.als"):
         model = train(spark, "user-personalization", events_of(spark, R), settings(), params=params)
     assert model.stats["solver_used"] == "mllib"
-    assert "users: 30 rows x rank 4" in model.stats["solver_fallback"]
+    assert "(30 users + 24 items) x rank 4" in model.stats["solver_fallback"]
     assert "cgMaxBroadcastMb=0.0001" in model.stats["solver_fallback"]
     assert any("training with MLlib's block solver instead" in r.getMessage() for r in caplog.records)
     assert model.artifacts["user_factors"].count() == N_USERS
@@ -268,11 +340,12 @@ def test_constant_regularization_cannot_fall_back(spark):
         train(spark, "user-personalization", events_of(spark, R), settings(), params=params)
 
 
-def test_plan_sizes_the_larger_side():
+def test_plan_sizes_the_broadcast_of_both_sides():
     problem = als_cg.Plan(n_users=10_000_000, n_items=20_000, ratings=1, rank=64, limit_mb=2048)
-    assert problem.largest_side_mb == pytest.approx(2441.4, abs=0.1) and not problem.fits
-    assert "users: 10,000,000 rows x rank 64 = 2,441 MB" in problem.reason
-    assert als_cg.Plan(100, 20_000, 1, 64, 5).fits
+    assert problem.broadcast_mb == pytest.approx(10_020_000 * 64 * 4 / 2**20) and not problem.fits
+    assert "(10,000,000 users + 20,000 items) x rank 64 = 2,446 MB" in problem.reason
+    assert als_cg.Plan(100, 20_000, 1, 64, 5).fits  # 4.9 MB
+    assert not als_cg.Plan(100, 20_400, 1, 64, 5).fits  # 5.0 MB
 
 
 @pytest.mark.parametrize("params, message", [
@@ -286,6 +359,7 @@ def test_plan_sizes_the_larger_side():
     ({"solver": "cg", "cgSteps": 0}, r"cgSteps=0 .*expected int >= 1"),
     ({"solver": "cg", "cgMaxBroadcastMb": -1}, r"cgMaxBroadcastMb=-1.0 .*expected float >= 0.0"),
     ({"cgSteps": 2.5}, r"cgSteps=2.5 .*expected int"),
+    ({"solver": "cg", "cgKernel": "fortran"}, r"cgKernel='fortran' .*expected one of auto, numba, numpy"),
 ])
 def test_bad_solver_parameters_are_rejected_with_the_valid_values(params, message):
     with pytest.raises(UsageError, match=message):

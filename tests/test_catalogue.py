@@ -29,7 +29,7 @@ def test_params_are_checked_by_type_and_range_with_the_valid_values_listed():
     assert catalogue.resolve_params("trending-now", None, {"window_days": 3})["window_days"] == 3.0
     with pytest.raises(UsageError, match=r"window_days=0.0 for recipe trending-now; expected float > 0.0"):
         catalogue.resolve_params("trending-now", None, {"window_days": 0})
-    with pytest.raises(UsageError, match="unknown parameter 'rnak' .* valid parameters: alpha, cgMaxBroadcastMb"):
+    with pytest.raises(UsageError, match="unknown parameter 'rnak' .* valid parameters: alpha, cgKernel, cgMaxBroadcastMb"):
         catalogue.resolve_params("user-personalization", None, {"rnak": 3})
     with pytest.raises(UsageError, match="a popularity-count model cannot recommend users for an item; "
                                          "recipes that can: user-personalization"):

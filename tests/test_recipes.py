@@ -142,7 +142,7 @@ def test_trending_falls_back_to_popularity_when_the_windows_are_empty(spark):
     "recipe, params, message",
     [
         ("user-personalization", {"ranks": 8}, r"unknown parameter 'ranks' for recipe user-personalization; "
-         r"valid parameters: alpha, cgMaxBroadcastMb, cgSteps, checkpointInterval, maxIter, nonnegative, "
+         r"valid parameters: alpha, cgKernel, cgMaxBroadcastMb, cgSteps, checkpointInterval, maxIter, nonnegative, "
          r"numItemBlocks, numUserBlocks, rank, regParam, regularization, seed, solver"),
         ("user-personalization", {"rank": "big"}, r"rank='big' .* has type str; expected int"),
         ("user-personalization", {"rank": 8.5}, r"rank=8.5 .* has type float; expected int"),

@@ -275,16 +275,18 @@ register(RecipeSpec(
         "numItemBlocks": Param(0, minimum=0),
         "checkpointInterval": Param(10, minimum=-1),
         "nonnegative": Param(False),
-        # cg fits 4.4x faster than MLlib's defaults at equal ndcg@10 (5M interactions, rank 64,
-        # docs/benchmarks.md); mllib stays for nonnegative factors and as the fallback for sides
-        # too large to broadcast.
+        # cg fits several times faster than MLlib's defaults at equal ndcg@10 (5M interactions,
+        # rank 64, docs/benchmarks.md); mllib stays for nonnegative factors and as the fallback
+        # for factors too large to broadcast.
         "solver": Param("cg", choices=("cg", "mllib"),
                         help="cg: batchrec's conjugate-gradient solver; mllib: MLlib's block solver"),
         "regularization": Param("scaled", choices=("scaled", "constant"),
                                 help="cg only: scaled = regParam x each row's interactions (MLlib's)"),
         "cgSteps": Param(3, minimum=1, help="cg only: conjugate-gradient steps per row and half-iteration"),
+        "cgKernel": Param("auto", choices=("auto", "numba", "numpy"),
+                          help="cg only: auto = numba's compiled kernel when installed, else numpy's"),
         "cgMaxBroadcastMb": Param(1024.0, minimum=0.0,
-                                  help="cg only: a factor side larger than this trains with mllib"),
+                                  help="cg only: both factor sides larger than this train with mllib"),
     },
     search_space={
         "rank": (16, 32, 64, 128),

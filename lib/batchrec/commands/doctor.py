@@ -4,7 +4,7 @@
 Checks, in order:
 
 * ``python``: the driver's Python is 3.10 or newer;
-* ``python packages``: numpy, pyarrow, pandas, scipy, boto3 and click import, with their versions;
+* ``python packages``: numpy, pyarrow, pandas, scipy, numba, boto3 and click import, with their versions;
 * ``executor python``: ``PYSPARK_PYTHON``, when set to another interpreter, runs and has the same
   minor version as the driver's (Spark refuses a mismatch) and numpy and pyarrow;
 * ``java``: ``$JAVA_HOME/bin/java`` or ``java`` on PATH, version 17 or 21 (what Spark 4.0 runs on);
@@ -44,7 +44,7 @@ import click
 
 MIN_PYTHON = (3, 10)
 JAVA_VERSIONS = (17, 21)  # what Spark 4.0 runs on
-PACKAGES = ("numpy", "pyarrow", "pandas", "scipy", "boto3", "click")
+PACKAGES = ("numpy", "pyarrow", "pandas", "scipy", "numba", "boto3", "click")
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 PROBE_PREFIX = "_batchrec_doctor_"
 NETWORK_TIMEOUT_SECONDS = 10

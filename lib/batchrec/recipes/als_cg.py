@@ -11,8 +11,10 @@ half-iteration solves, for every row ``u`` of one side with the other side ``Y``
 
 approximately, with ``cgSteps`` conjugate-gradient steps warm-started from the row's previous
 factors (Takács, Pilászy & Tikk 2011), instead of MLlib's exact Cholesky solve: the per-row work
-drops from O(n_u·r² + r³) to O(cgSteps·(n_u·r + r²)). The kernel is
-:mod:`batchrec.recipes.als_cg_kernel` (numpy + scipy.sparse, batched over all rows of a chunk).
+drops from O(n_u·r² + r³) to O(cgSteps·(n_u·r + r²)). ``cgKernel`` picks the kernel:
+:mod:`batchrec.recipes.als_cg_numba` (compiled by numba, row by row; the default whenever numba
+imports) or :mod:`batchrec.recipes.als_cg_kernel` (numpy + scipy.sparse, batched over a chunk's
+rows; about 2x slower per core). Both take the same steps and agree to float32 rounding.
 
 **Regularization.** ``regularization=scaled`` (default) is MLlib's ALS-WR: ``λ_u = regParam·n_u``
 with ``n_u`` the row's number of positive ratings, so ``solver=cg`` and ``solver=mllib`` optimise
@@ -26,23 +28,23 @@ ratings per user and per item, which differ: scaled regularization is stronger o
 alpha=a−1``. MLlib has no constant form, so ``regularization=constant`` needs ``solver=cg``.
 
 **Spark plan.** The ratings are grouped twice, by user and by item, into ``numUserBlocks`` /
-``numItemBlocks`` partitions (0 = default parallelism) of CSR chunks (about 64 MB of gathered
-factors each), built once and cached. Each half-iteration is one Spark stage: the fixed side's
-factors and their Gram matrix ``YᵀY`` are broadcast, each partition updates its rows from its
-cached CSR chunks and its previous factors, and the new factors (with their own Gram matrix,
-summed on the driver) come back to the driver for the next broadcast. The previous factors of the
-side being solved stay on the executors (persisted, local-checkpointed so the lineage never
-grows, which is why ``checkpointInterval`` only concerns the MLlib solver); no shuffle runs after
-the two groupings.
+``numItemBlocks`` partitions (0 = default parallelism) of CSR chunks (about 8 MB of gathered
+factors each), built once and cached. Each half-iteration is one Spark stage over one side's
+blocks: one broadcast carries the fixed side's factors, their Gram matrix ``YᵀY`` and the solved
+side's previous factors (the warm start); each partition updates its rows, and the new rows (with
+their Gram matrix, summed on the driver) are collected for the next broadcast. No state lives on
+the executors between stages, so the lineage never grows (``checkpointInterval`` only concerns the
+MLlib solver), a lost task reruns from the cached blocks, and no shuffle runs after the two
+groupings. An earlier plan kept each side's previous factors on the executors and zipped them
+with the blocks; PySpark re-serialises both sides of a zip through extra Python workers, which
+cost more than the broadcast (docs/benchmarks.md).
 
-**Limits.** Each side's factors are broadcast in turn, so the larger side (rows x rank x 4 bytes;
-rank 64 x 10M rows is 2.5 GB) must fit in every Python worker's memory, and the driver holds both
-sides plus one collected copy (about 3x the larger side). Before training, the larger side is
-checked against ``cgMaxBroadcastMb``; beyond it, training falls back to MLlib's block solver (which
-never holds a whole side in one place) with a warning saying why. With
-``regularization=constant`` there is no fallback: the job stops with a usage error. Fault
-tolerance: the factor blocks are local checkpoints, so an executor lost mid-training fails the fit
-(rerun it); the MLlib solver with a checkpoint directory survives that.
+**Limits.** Each broadcast holds both sides' factors ((users + items) x rank x 4 bytes; rank 64 x
+10M rows is 2.5 GB), which must fit in every Python worker's memory; the driver holds both sides
+plus one collected side. Before training, that size is checked against ``cgMaxBroadcastMb``;
+beyond it, training falls back to MLlib's block solver (which never holds a whole side in one
+place) with a warning saying why. With ``regularization=constant`` there is no fallback: the job
+stops with a usage error.
 
 **Determinism.** The user factors start from unit-norm Gaussian rows drawn from ``seed`` (as
 MLlib does; the item side is solved first, from zero), so the same seed, data and partitioning give
@@ -64,14 +66,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchrec.columns import CONFIDENCE, ITEM_IDX, USER_IDX
-from batchrec.errors import JobError, UsageError
-from batchrec.recipes.als_cg_kernel import (CONSTANT, CsrChunk, chunk_bounds, initial_factors,
-                                            solve_chunk)
+from batchrec.errors import UsageError
+from batchrec.recipes import als_cg_kernel, als_cg_numba
+from batchrec.recipes.als_cg_kernel import CONSTANT, CsrChunk, chunk_bounds, initial_factors
 
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
 MB = 2**20
+AUTO, NUMBA, NUMPY = "auto", "numba", "numpy"
 _BLOCK_SCHEMA = "rows binary, indptr binary, indices binary, ratings binary"
 _ARROW_ROWS = 1 << 20  # rows per Arrow batch of the exported factors (list offsets stay int32)
 
@@ -87,19 +90,19 @@ class Plan:
     limit_mb: float
 
     @property
-    def largest_side_mb(self) -> float:
-        return max(self.n_users, self.n_items) * self.rank * 4 / MB
+    def broadcast_mb(self) -> float:
+        """Both sides' factors: what each half-iteration broadcasts."""
+        return (self.n_users + self.n_items) * self.rank * 4 / MB
 
     @property
     def fits(self) -> bool:
-        return self.largest_side_mb <= self.limit_mb
+        return self.broadcast_mb <= self.limit_mb
 
     @property
     def reason(self) -> str:
-        side, rows = (("users", self.n_users) if self.n_users >= self.n_items else ("items", self.n_items))
-        return (f"solver=cg broadcasts each side's factors whole; the larger side ({side}: {rows:,} rows "
-                f"x rank {self.rank} = {self.largest_side_mb:,.0f} MB) exceeds cgMaxBroadcastMb="
-                f"{self.limit_mb:g}")
+        return (f"solver=cg broadcasts both sides' factors whole; ({self.n_users:,} users + "
+                f"{self.n_items:,} items) x rank {self.rank} = {self.broadcast_mb:,.0f} MB exceeds "
+                f"cgMaxBroadcastMb={self.limit_mb:g}")
 
 
 @dataclass
@@ -170,35 +173,49 @@ def fit(spark, rated: DataFrame, params: dict, blocks: tuple[int, int],
     context = spark.sparkContext
     rank = params["rank"]
     settings = {"alpha": params["alpha"], "reg_param": params["regParam"],
-                "regularization": params["regularization"], "steps": params["cgSteps"]}
+                "regularization": params["regularization"], "steps": params["cgSteps"],
+                "kernel": kernel_name(params)}
     user_blocks = csr_blocks(rated, USER_IDX, ITEM_IDX, blocks[0], rank).persist(StorageLevel.MEMORY_AND_DISK)
     item_blocks = csr_blocks(rated, ITEM_IDX, USER_IDX, blocks[1], rank).persist(StorageLevel.MEMORY_AND_DISK)
-    user_present = _present(user_blocks, problem.n_users)  # also caches the user blocks
-    users = initial_factors(problem.n_users, rank, params["seed"])
-    users[~user_present] = 0.0
-    user_gram = users.astype(np.float64).T @ users.astype(np.float64)
-    result = CgFactors(users, np.zeros((problem.n_items, rank), np.float32), user_present,
-                       np.zeros(problem.n_items, bool))
-    user_state = item_state = None
     try:
+        user_present = _present(user_blocks, problem.n_users)  # also caches the user blocks
+        users = initial_factors(problem.n_users, rank, params["seed"])
+        users[~user_present] = 0.0
+        user_gram = users.astype(np.float64).T @ users.astype(np.float64)
+        result = CgFactors(users, np.zeros((problem.n_items, rank), np.float32), user_present,
+                           np.zeros(problem.n_items, bool))
         for iteration in range(1, params["maxIter"] + 1):
             start = time.perf_counter()
-            item_state, item_parts = _half_iteration(context, item_blocks, item_state,
-                                                     result.user_factors, user_gram, settings)
+            # each side's first solve starts from zero, later ones from the side's last factors
+            warm = iteration > 1
+            item_parts = _half_iteration(context, item_blocks, result.user_factors, user_gram,
+                                         result.item_factors if warm else None, settings)
             item_gram, _, item_penalty = _assemble(item_parts, result.item_factors, result.item_present)
-            user_state, user_parts = _half_iteration(context, user_blocks, user_state,
-                                                     result.item_factors, item_gram, settings)
+            user_parts = _half_iteration(context, user_blocks, result.item_factors, item_gram,
+                                         result.user_factors if warm else None, settings)
             user_gram, user_loss, _ = _assemble(user_parts, result.user_factors, result.user_present)
             result.loss.append(user_loss + item_penalty)
             result.seconds.append(time.perf_counter() - start)
             log.info("cg iteration %d/%d: loss %.6g, %.1f s", iteration, params["maxIter"],
                      result.loss[-1], result.seconds[-1])
     finally:
-        _release(user_state)
-        _release(item_state)
         user_blocks.unpersist()
         item_blocks.unpersist()
     return result
+
+
+def kernel_name(params: dict) -> str:
+    """The kernel ``cgKernel`` names: ``auto`` is numba's when numba imports, else numpy's (logged)."""
+    wanted = params.get("cgKernel", AUTO)
+    if wanted == NUMBA and not als_cg_numba.available():
+        raise UsageError("cgKernel=numba needs the numba package on the driver and the executors "
+                         "(pip install numba), or cgKernel=numpy")
+    if wanted != AUTO:
+        return wanted
+    if als_cg_numba.available():
+        return NUMBA
+    log.warning("numba is not installed: the cg solver runs its numpy kernel, about 2x slower per core")
+    return NUMPY
 
 
 def csr_blocks(rated: DataFrame, solved: str, fixed: str, partitions: int, rank: int):
@@ -210,7 +227,7 @@ def csr_blocks(rated: DataFrame, solved: str, fixed: str, partitions: int, rank:
     """
     chunks = (rated.select(F.col(solved).cast("int"), F.col(fixed).cast("int"),
                            F.col(CONFIDENCE).cast("float"))
-              .repartition(partitions, solved).sortWithinPartitions(solved, fixed)
+              .repartition(partitions, solved)
               .mapInArrow(partial(_arrow_chunks, solved=solved, fixed=fixed, rank=rank), _BLOCK_SCHEMA))
     return chunks.rdd.mapPartitions(_one_block, preservesPartitioning=True)
 
@@ -230,37 +247,19 @@ def factor_frame(spark, factors: np.ndarray, present: np.ndarray, idx_col: str) 
     return spark.createDataFrame(pa.Table.from_batches(batches, schema=schema))
 
 
-def _half_iteration(context, blocks, previous: Optional[tuple], fixed: np.ndarray, gram: np.ndarray,
-                    settings: dict):
-    """Update one side: one stage over its cached blocks.
+def _half_iteration(context, blocks, fixed: np.ndarray, gram: np.ndarray, previous: Optional[np.ndarray],
+                    settings: dict) -> list:
+    """Update one side: one stage over its cached blocks; returns the partitions' :class:`_Solved`.
 
-    ``previous`` is this side's last (state RDD, broadcast), or None on the first solve. Returns the
-    new (state RDD, broadcast) and the state's parts collected on the driver.
+    The fixed side, its Gram matrix and the solved side's previous factors (the warm start; None
+    on the side's first solve) travel in one broadcast, so no state lives on the executors between
+    stages: a task lost mid-training reruns from the cached blocks and the broadcast.
     """
-    shared = context.broadcast((fixed, gram))
-    if previous is None:
-        state = blocks.map(partial(_solve_block, shared=shared, settings=settings))
-    else:
-        state = blocks.zip(previous[0]).map(partial(_solve_pair, shared=shared, settings=settings))
-    # cached for the next warm start; local checkpointing cuts the lineage to the previous state
-    # once the stage has run, so it never grows with the iterations
-    state.persist(StorageLevel.MEMORY_AND_DISK)
-    state.localCheckpoint()
+    shared = context.broadcast((fixed, gram, previous))
     try:
-        parts = state.collect()
-    except BaseException:
-        _release((state, shared))
-        raise
-    # the executors' copies go now; the driver's goes with the state, whose task closures name it
-    shared.unpersist()
-    _release(previous)
-    return (state, shared), parts
-
-
-def _release(state: Optional[tuple]) -> None:
-    if state is not None:
-        state[0].unpersist()
-        state[1].destroy()
+        return blocks.map(partial(_solve_block, shared=shared, settings=settings)).collect()
+    finally:
+        shared.destroy()
 
 
 def _assemble(parts, factors: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -284,25 +283,16 @@ def _present(blocks, n: int) -> np.ndarray:
     return present
 
 
-def _solve_pair(pair, shared, settings) -> _Solved:
-    chunks, previous = pair
-    rows = np.concatenate([c.rows for c in chunks]) if chunks else np.zeros(0, np.int32)
-    if not np.array_equal(rows, previous.rows):  # the zip paired blocks that do not belong together
-        raise JobError("cg solver: a partition's rows changed between iterations; the ratings "
-                       "must not change during training")
-    return _solve_block(chunks, shared, settings, previous.factors)
-
-
-def _solve_block(chunks, shared, settings, start: Optional[np.ndarray] = None) -> _Solved:
+def _solve_block(chunks, shared, settings) -> _Solved:
     """Update every chunk of one partition (executor side)."""
-    fixed, gram = shared.value
+    fixed, gram, previous = shared.value
     rank = fixed.shape[1]
-    results, offset = [], 0
+    options = dict(settings)
+    solve_chunk = (als_cg_numba if options.pop("kernel") == NUMBA else als_cg_kernel).solve_chunk
+    results = []
     for chunk in chunks:
-        m = len(chunk.rows)
-        warm = np.zeros((m, rank), np.float32) if start is None else start[offset:offset + m]
-        results.append(solve_chunk(chunk, warm, fixed, gram, **settings))
-        offset += m
+        start = np.zeros((len(chunk.rows), rank), np.float32) if previous is None else previous[chunk.rows]
+        results.append(solve_chunk(chunk, start, fixed, gram, **options))
     if not results:
         return _Solved(np.zeros(0, np.int32), np.zeros((0, rank), np.float32), np.zeros((rank, rank)), 0.0, 0.0)
     return _Solved(np.concatenate([c.rows for c in chunks]),
@@ -313,16 +303,20 @@ def _solve_block(chunks, shared, settings, start: Optional[np.ndarray] = None) -
 
 def _arrow_chunks(batches: Iterator[pa.RecordBatch], solved: str, fixed: str, rank: int
                   ) -> Iterator[pa.RecordBatch]:
-    """One partition's sorted ratings -> CSR chunks, one output row per chunk (executor side)."""
+    """One partition's ratings (in any order) -> CSR chunks, one output row per chunk (executor side)."""
     batches = list(batches)
     if not batches:  # an empty partition (more partitions than rows) yields no batch at all
         return
     table = pa.Table.from_batches(batches)
     if table.num_rows == 0:
         return
-    rows = table.column(solved).to_numpy()
+    # sorted here rather than by Spark (sortWithinPartitions, 2x this whole step): one int64 key
+    # (row, column) sorts about 7x faster than numpy's lexsort of the two int32 keys
+    rows = table.column(solved).to_numpy().astype(np.int32)
     indices = table.column(fixed).to_numpy().astype(np.int32)
-    ratings = table.column(CONFIDENCE).to_numpy().astype(np.float32)
+    order = np.argsort((rows.astype(np.int64) << 32) | indices)
+    rows, indices = rows[order], indices[order]
+    ratings = table.column(CONFIDENCE).to_numpy()[order].astype(np.float32)
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     indptr = np.r_[starts, len(rows)].astype(np.int64)
     unique_rows = rows[starts].astype(np.int32)
