@@ -106,7 +106,7 @@ def test_pack_env_builds_a_relocatable_environment_and_ships_it(tmp_path):
         tar.extractall(unpacked)
     # What the executors get: batchrec's dependencies, and no pyspark (the cluster brings Spark).
     check = subprocess.run([str(unpacked / "bin" / "python"), "-c",
-                            "import numpy, pyarrow, scipy, pandas, boto3, click, importlib.util, sys; "
+                            "import numpy, pyarrow, scipy, numba, pandas, boto3, click, importlib.util, sys; "
                             "assert importlib.util.find_spec('pyspark') is None; print(sys.prefix)"],
                            capture_output=True, text=True, timeout=120, env={"PATH": os.environ["PATH"]})
     assert check.returncode == 0, check.stderr
