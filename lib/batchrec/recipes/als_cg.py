@@ -14,7 +14,7 @@ factors (Takács, Pilászy & Tikk 2011), instead of MLlib's exact Cholesky solve
 drops from O(n_u·r² + r³) to O(cgSteps·(n_u·r + r²)). ``cgKernel`` picks the kernel:
 :mod:`batchrec.recipes.als_cg_numba` (compiled by numba, row by row; the default whenever numba
 imports) or :mod:`batchrec.recipes.als_cg_kernel` (numpy + scipy.sparse, batched over a chunk's
-rows; about 2x slower per core). Both take the same steps and agree to float32 rounding.
+rows; 2 to 3x slower per core). Both take the same steps and agree to float32 rounding.
 
 **Regularization.** ``regularization=scaled`` (default) is MLlib's ALS-WR: ``λ_u = regParam·n_u``
 with ``n_u`` the row's number of positive ratings, so ``solver=cg`` and ``solver=mllib`` optimise
@@ -214,7 +214,7 @@ def kernel_name(params: dict) -> str:
         return wanted
     if als_cg_numba.available():
         return NUMBA
-    log.warning("numba is not installed: the cg solver runs its numpy kernel, about 2x slower per core")
+    log.warning("numba is not installed: the cg solver runs its numpy kernel, 2 to 3x slower per core")
     return NUMPY
 
 
