@@ -7,9 +7,9 @@ Compiled, one row's ratings and vectors stay in cache through all of its steps: 
 (bench/bench_cg_kernel.py, docs/benchmarks.md), and unlike that kernel it takes a regularization
 per row, which MLlib's scaled form (ALS-WR) needs.
 
-The arithmetic is the numpy kernel's, in float32 with float64 sums for the loss, so the two agree
-to rounding; ``fastmath`` lets the compiler reorder the rank-length dot products into SIMD lanes,
-which is why they agree to rounding and not bit for bit.
+The arithmetic is the numpy kernel's, in float32 with float64 sums for the loss. The two agree to
+float32 rounding, not bit for bit: ``fastmath`` lets the compiler reorder the rank-length dot
+products into SIMD lanes.
 
 numba is a dependency of batchrec; this module still imports without it (``available()`` is then
 False) so a cluster image lacking it trains with the numpy kernel instead (``cgKernel=auto``).
@@ -64,7 +64,7 @@ def _jit(function):
 
 
 @_jit
-def _product(v, indptr, indices, ratings, alpha, lam, fixed, gram, low, high, out):  # pragma: no cover
+def _product(v, indices, ratings, alpha, lam, fixed, gram, low, high, out):  # pragma: no cover
     """``out = (G + Yᵀ(C_u − I)Y + λ_u I) v`` for one row."""
     rank = v.shape[0]
     for k in range(rank):
@@ -111,14 +111,14 @@ def _cg_rows(indptr, indices, ratings, alpha, lam, fixed, gram, x, steps):  # pr
                 y = fixed[indices[j]]
                 for k in range(rank):
                     b[k] += weight * y[k]
-        _product(row, indptr, indices, ratings, alpha, lam[u], fixed, gram, low, high, moved)
+        _product(row, indices, ratings, alpha, lam[u], fixed, gram, low, high, moved)
         rs = np.float32(0.0)
         for k in range(rank):
             residual[k] = b[k] - moved[k]
             direction[k] = residual[k]
             rs += residual[k] * residual[k]
         for _ in range(steps):
-            _product(direction, indptr, indices, ratings, alpha, lam[u], fixed, gram, low, high, moved)
+            _product(direction, indices, ratings, alpha, lam[u], fixed, gram, low, high, moved)
             curvature = np.float32(0.0)
             for k in range(rank):
                 curvature += direction[k] * moved[k]
