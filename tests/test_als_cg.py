@@ -211,11 +211,11 @@ def test_constant_regularization_matches_the_dense_solve(spark):
     assert np.abs(fitted.user_factors - U).max() < 1e-3 * np.abs(U).max()
 
 
-def loop_reference(R, params, blocks_free_steps):
+def loop_reference(R, params, steps):
     """The cg fit's sequence in one process: items then users each iteration, each side's first
     solve from zero and later ones from its last factors, with the numpy kernel on whole sides."""
     settings = {"alpha": params["alpha"], "reg_param": params["regParam"],
-                "regularization": params["regularization"], "steps": blocks_free_steps}
+                "regularization": params["regularization"], "steps": steps}
     U = initial_factors(R.shape[0], params["rank"], params["seed"])
     V = np.zeros((R.shape[1], params["rank"]), np.float32)
     for iteration in range(params["maxIter"]):
@@ -233,10 +233,10 @@ def test_each_stage_warm_starts_from_the_sides_last_factors(spark):
     R = random_ratings(seed=8, negative=True)
     params = {**PARAMS, "maxIter": 3, "cgSteps": 1}
     fitted = als_cg.fit(spark, rated_frame(spark, R), params, blocks=(2, N_ITEMS + 4))
-    U, V = loop_reference(R, params, blocks_free_steps=1)
+    U, V = loop_reference(R, params, steps=1)
     assert np.abs(fitted.item_factors - V).max() < 1e-4 * np.abs(V).max()
     assert np.abs(fitted.user_factors - U).max() < 1e-4 * np.abs(U).max()
-    cold, _ = loop_reference(R, {**params, "maxIter": 1}, blocks_free_steps=1)
+    cold, _ = loop_reference(R, {**params, "maxIter": 1}, steps=1)
     assert np.abs(fitted.user_factors - cold).max() > 0.1 * np.abs(U).max()  # the iterations moved on
 
 

@@ -172,9 +172,9 @@ def fit(spark, rated: DataFrame, params: dict, blocks: tuple[int, int],
     problem = problem or plan(rated, params)
     context = spark.sparkContext
     rank = params["rank"]
+    kernel = als_cg_numba if kernel_name(params) == NUMBA else als_cg_kernel
     settings = {"alpha": params["alpha"], "reg_param": params["regParam"],
-                "regularization": params["regularization"], "steps": params["cgSteps"],
-                "kernel": kernel_name(params)}
+                "regularization": params["regularization"], "steps": params["cgSteps"]}
     user_blocks = csr_blocks(rated, USER_IDX, ITEM_IDX, blocks[0], rank).persist(StorageLevel.MEMORY_AND_DISK)
     item_blocks = csr_blocks(rated, ITEM_IDX, USER_IDX, blocks[1], rank).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -189,10 +189,10 @@ def fit(spark, rated: DataFrame, params: dict, blocks: tuple[int, int],
             # each side's first solve starts from zero, later ones from the side's last factors
             warm = iteration > 1
             item_parts = _half_iteration(context, item_blocks, result.user_factors, user_gram,
-                                         result.item_factors if warm else None, settings)
+                                         result.item_factors if warm else None, kernel, settings)
             item_gram, _, item_penalty = _assemble(item_parts, result.item_factors, result.item_present)
             user_parts = _half_iteration(context, user_blocks, result.item_factors, item_gram,
-                                         result.user_factors if warm else None, settings)
+                                         result.user_factors if warm else None, kernel, settings)
             user_gram, user_loss, _ = _assemble(user_parts, result.user_factors, result.user_present)
             result.loss.append(user_loss + item_penalty)
             result.seconds.append(time.perf_counter() - start)
@@ -248,7 +248,7 @@ def factor_frame(spark, factors: np.ndarray, present: np.ndarray, idx_col: str) 
 
 
 def _half_iteration(context, blocks, fixed: np.ndarray, gram: np.ndarray, previous: Optional[np.ndarray],
-                    settings: dict) -> list:
+                    kernel, settings: dict) -> list:
     """Update one side: one stage over its cached blocks; returns the partitions' :class:`_Solved`.
 
     The fixed side, its Gram matrix and the solved side's previous factors (the warm start; None
@@ -257,7 +257,7 @@ def _half_iteration(context, blocks, fixed: np.ndarray, gram: np.ndarray, previo
     """
     shared = context.broadcast((fixed, gram, previous))
     try:
-        return blocks.map(partial(_solve_block, shared=shared, settings=settings)).collect()
+        return blocks.map(partial(_solve_block, shared=shared, kernel=kernel, settings=settings)).collect()
     finally:
         shared.destroy()
 
@@ -283,16 +283,14 @@ def _present(blocks, n: int) -> np.ndarray:
     return present
 
 
-def _solve_block(chunks, shared, settings) -> _Solved:
-    """Update every chunk of one partition (executor side)."""
+def _solve_block(chunks, shared, kernel, settings) -> _Solved:
+    """Update every chunk of one partition with ``kernel``'s ``solve_chunk`` (executor side)."""
     fixed, gram, previous = shared.value
     rank = fixed.shape[1]
-    options = dict(settings)
-    solve_chunk = (als_cg_numba if options.pop("kernel") == NUMBA else als_cg_kernel).solve_chunk
     results = []
     for chunk in chunks:
         start = np.zeros((len(chunk.rows), rank), np.float32) if previous is None else previous[chunk.rows]
-        results.append(solve_chunk(chunk, start, fixed, gram, **options))
+        results.append(kernel.solve_chunk(chunk, start, fixed, gram, **settings))
     if not results:
         return _Solved(np.zeros(0, np.int32), np.zeros((0, rank), np.float32), np.zeros((rank, rank)), 0.0, 0.0)
     return _Solved(np.concatenate([c.rows for c in chunks]),
@@ -319,7 +317,7 @@ def _arrow_chunks(batches: Iterator[pa.RecordBatch], solved: str, fixed: str, ra
     ratings = table.column(CONFIDENCE).to_numpy()[order].astype(np.float32)
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     indptr = np.r_[starts, len(rows)].astype(np.int64)
-    unique_rows = rows[starts].astype(np.int32)
+    unique_rows = rows[starts]
     for first, last in chunk_bounds(indptr, rank):
         low, high = indptr[first], indptr[last]
         yield pa.RecordBatch.from_pydict({

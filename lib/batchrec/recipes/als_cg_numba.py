@@ -41,10 +41,10 @@ def solve_chunk(chunk: CsrChunk, start: np.ndarray, fixed: np.ndarray, gram: np.
 
     The arguments and the result are those of :func:`batchrec.recipes.als_cg_kernel.solve_chunk`.
     """
-    x = np.array(start, dtype=np.float32, copy=True, order="C")
-    lam = row_regularization(chunk, reg_param, regularization)
     if numba is None:
         raise ImportError("the numba cg kernel needs numba (pip install numba), or use cgKernel=numpy")
+    x = np.array(start, dtype=np.float32, copy=True, order="C")
+    lam = row_regularization(chunk, reg_param, regularization)
     loss, penalty = _cg_rows(chunk.indptr, chunk.indices, chunk.ratings, np.float32(alpha), lam,
                               np.ascontiguousarray(fixed, dtype=np.float32),
                               np.ascontiguousarray(gram, dtype=np.float32), x, steps)
