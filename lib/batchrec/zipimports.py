@@ -35,7 +35,7 @@ def install() -> bool:
     current = zipimport.zipimporter.invalidate_caches
     if getattr(current, "skips_unchanged_archives", False):
         return True
-    read_again = current
+    read_again = current  # Python's own method, which always reads the archive
     # archive path -> (size, mtime in ns) when it was last read
     stamps: dict[str, tuple[int, int]] = {}
 
@@ -55,6 +55,6 @@ def install() -> bool:
             stamps[self.archive] = stamp
 
     invalidate_caches.skips_unchanged_archives = True
-    invalidate_caches.original = read_again
+    invalidate_caches.original = read_again  # to put back (tests show the difference with it)
     zipimport.zipimporter.invalidate_caches = invalidate_caches
     return True
