@@ -82,15 +82,18 @@ def main(argv=None) -> int:
     def plain_parse():
         spark.read.option("header", True).csv(path).write.format("noop").mode("overwrite").save()
 
+    def read_as_validation_does():
+        return readers.read_raw(spark, path, INTERACTIONS, "csv", ",", None, ())[0]
+
     def read_cache():
-        frame = readers.read_raw(spark, path, INTERACTIONS, "csv", ",", None, ())[0].persist()
+        frame = read_as_validation_does().persist()
         try:
             return frame.count()
         finally:
             frame.unpersist()
 
     def hash_duplicates():
-        frame = readers.read_raw(spark, path, INTERACTIONS, "csv", ",", None, ())[0]
+        frame = read_as_validation_does()
         key = F.xxhash64(*[F.col(c) for c in frame.columns if c != columns.SOURCE_FILE])
         return frame.groupBy(key).count().filter("count > 1").count()
 

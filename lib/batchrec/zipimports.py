@@ -32,10 +32,9 @@ def install() -> bool:
     """
     if sys.version_info[:2] not in _EAGER_VERSIONS:
         return False
-    current = zipimport.zipimporter.invalidate_caches
-    if getattr(current, "skips_unchanged_archives", False):
+    read_again = zipimport.zipimporter.invalidate_caches  # Python's own: always reads the archive
+    if getattr(read_again, "skips_unchanged_archives", False):
         return True
-    read_again = current  # Python's own method, which always reads the archive
     # archive path -> (size, mtime in ns) when it was last read
     stamps: dict[str, tuple[int, int]] = {}
 
